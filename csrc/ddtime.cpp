@@ -1,0 +1,59 @@
+// Operator schemas of the `ddtime` library and the Python module stub.
+//
+// Kernels live beside this file: csrc/cpu/*_cpu.cpp (TORCH_LIBRARY_IMPL CPU) and, in CUDA builds,
+// csrc/cuda/*_cuda.cpp (TORCH_LIBRARY_IMPL CUDA). Autograd and fake (meta) kernels are registered
+// from Python in ddtime/_ops.py. The definitions of every op are in ../SPEC-derived docs of
+// ddtime/functional.py; shapes below use H = size(dim), F = H // 2 + 1.
+#include <Python.h>
+#include <torch/library.h>
+
+#ifndef DDTIME_CUDA_VERSION
+#define DDTIME_CUDA_VERSION -1
+#endif
+
+namespace ddtime {
+
+int64_t cuda_version() { return DDTIME_CUDA_VERSION; }
+
+}  // namespace ddtime
+
+TORCH_LIBRARY(ddtime, m) {
+  // rows: input.shape without dim (opmath dtype); grad: d rows / d input, or empty when !compute_grad.
+  m.def("value_loss_fused(Tensor input, Tensor target, float alpha, int dim, bool compute_grad) -> (Tensor, Tensor)");
+  m.def("value_loss_backward(Tensor grad_rows, Tensor grad, int dim) -> Tensor");
+  // modulus: |rfft(input - target)| with dim of size F; phase: unit (cos, sin), shape modulus.shape + (2,).
+  m.def("frequency_alignment_bins(Tensor input, Tensor target, int dim) -> (Tensor, Tensor)");
+  m.def("frequency_alignment_bins_backward(Tensor grad_modulus, Tensor phase, int dim, int length) -> Tensor");
+  // x: [S, N, L]; returns D: [S, S].
+  m.def("pairwise_symmetric_kl(Tensor x, float tau) -> Tensor");
+  m.def("pairwise_symmetric_kl_backward(Tensor grad_D, Tensor x, float tau) -> Tensor");
+  // returns (loss, D): loss = mean_{i<j} exp(-D_ij).
+  m.def("isib_loss(Tensor x, float tau) -> (Tensor, Tensor)");
+  m.def("isib_loss_backward(Tensor grad_loss, Tensor D, Tensor x, float tau) -> Tensor");
+  m.def("cuda_version() -> int", &ddtime::cuda_version);
+}
+
+#if DDTIME_CUDA_VERSION < 0
+// CPU-only build: a CUDA tensor gets an error that says how to rebuild instead of the dispatcher's
+// generic "could not run ... with arguments from the 'CUDA' backend".
+namespace {
+void cuda_not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
+  TORCH_CHECK(false, "ddtime::", op.schema().name().substr(8),
+              " got CUDA tensors, but ddtime was built without CUDA kernels. Rebuild with CUDA torch "
+              "and nvcc on PATH: DDTIME_WITH_CUDA=1 pip install --no-build-isolation --force-reinstall .  "
+              "(python -m ddtime.info shows what was built)");
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ddtime, CUDA, m) {
+  for (const char* name : {"value_loss_fused", "value_loss_backward", "frequency_alignment_bins",
+                           "frequency_alignment_bins_backward", "pairwise_symmetric_kl",
+                           "pairwise_symmetric_kl_backward", "isib_loss", "isib_loss_backward"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
+  }
+}
+#endif
+
+// `import ddtime._C` loads this shared object, which runs the registrations above.
+static struct PyModuleDef ddtime_module = {PyModuleDef_HEAD_INIT, "_C", "ddtime custom operators", -1, nullptr};
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&ddtime_module); }
