@@ -1,0 +1,66 @@
+"""Packaging: the build's source list, the light top-level import, the build report."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ddtime
+from ddtime import _ops, info
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def listed_sources():
+    lines = (ROOT / "csrc" / "sources.txt").read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_source_list_matches_tree():
+    on_disk = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "csrc").rglob("*")
+        if p.suffix in {".cpp", ".cu"}
+    }
+    assert listed_sources() == on_disk
+
+
+def test_cmake_and_setup_read_the_same_list():
+    assert "csrc/sources.txt" in (ROOT / "CMakeLists.txt").read_text()
+    assert '"sources.txt"' in (ROOT / "setup.py").read_text()
+
+
+def test_import_is_light():
+    code = (
+        "import sys, ddtime; heavy = [m for m in ('pandas', 'matplotlib', 'safetensors', 'tqdm', "
+        "'sklearn', 'ddtime.data', 'ddtime.distill') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_info_reports_every_op_kernel():
+    text = info.report()
+    assert f"torch {torch.__version__}" in text
+    for op in info.OPS:
+        assert op in text
+        assert info.kernels(op)["CPU"], f"ddtime::{op} has no CPU kernel"
+    for op in ("value_loss_fused", "frequency_alignment_bins", "pairwise_symmetric_kl", "isib_loss"):
+        assert info.kernels(op)["Autograd"]
+
+
+def test_info_module_runs():
+    out = subprocess.run([sys.executable, "-m", "ddtime.info"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "value_loss_fused" in out.stdout
+
+
+@pytest.mark.skipif(_ops.cuda_version() >= 0, reason="only a CPU-only build has the rebuild message")
+def test_cpu_only_build_explains_how_to_rebuild_for_cuda():
+    # A CUDA tensor can't be made without CUDA torch; the CUDA slot still holds the error kernel.
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("ddtime::value_loss_fused", "CUDA")
+    assert _ops.cuda_version() == -1
+
+
+def test_version():
+    assert ddtime.__version__.count(".") == 2
