@@ -1,0 +1,203 @@
+"""Expert trajectories: storage layout, resume after interruption, corruption checks, CLI, torchrun."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import ddtime.data
+from ddtime.experts import ExpertStore, configure_parser, run, train_experts
+from ddtime.models import build_model, flat_params, num_params
+from ddtime.training import evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = dict(model="dlinear", num_experts=2, expert_epochs=2, seed=10, quiet=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ddtime.data.load_forecasting(None, seq_len=24, pred_len=12)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """A complete 2-expert run, trained once for the module."""
+    out = tmp_path_factory.mktemp("reference")
+    train_experts(data, out_dir=out, **SETTINGS)
+    return out
+
+
+def test_layout_and_contents(data, reference):
+    store = ExpertStore(reference)
+    assert store.num_experts == 2 and store.complete and store.indices == [0, 1]
+    manifest = json.loads((reference / "manifest.json").read_text())
+    s = manifest["settings"]
+    assert (s["model"], s["optimizer"], s["lr"], s["momentum"], s["batch_size"]) == ("dlinear", "sgd", 5e-4, 0.9, 64)
+    assert (s["seq_len"], s["pred_len"], s["channels"], s["expert_epochs"]) == (24, 12, 7, 2)
+    assert sorted(p.name for p in reference.iterdir()) == ["expert_000.safetensors", "expert_001.safetensors",
+                                                           "manifest.json"]
+    model = build_model("dlinear", seq_len=24, pred_len=12, channels=7)
+    assert s["num_params"] == num_params(model)
+    for i, entry in enumerate(manifest["experts"]):
+        trajectory = store.trajectory(i)
+        assert trajectory.shape == (3, num_params(model)) and trajectory.dtype == torch.float32
+        # row 0 = the initial parameters of seed + i; every epoch moves the parameters
+        init = build_model("dlinear", seq_len=24, pred_len=12, channels=7, seed=SETTINGS["seed"] + i)
+        torch.testing.assert_close(trajectory[0], flat_params(init))
+        assert all(not torch.equal(trajectory[k], trajectory[k + 1]) for k in range(2))
+        # the stored test metrics are those of the final parameters
+        metrics = evaluate(store.build_expert(i), data.windows("test"), seq_len=24)
+        assert entry["test_mse"] == pytest.approx(metrics["mse"], rel=1e-5)
+        assert entry["test_mae"] == pytest.approx(metrics["mae"], rel=1e-5)
+    assert not torch.equal(store.trajectory(0), store.trajectory(1))
+    assert store.matches(model="DLinear", expert_epochs=2, num_experts=2)
+    assert not store.matches(expert_epochs=3) and not store.matches(num_experts=3)
+    with pytest.raises(ValueError, match="unknown expert setting"):
+        store.matches(epochs=2)
+    with pytest.raises(IndexError, match=r"i must be in \[0, 2\), got 2"):
+        store.trajectory(2)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+def test_resume_after_deleted_expert_file(data, reference, tmp_path):
+    out = _copy(reference, tmp_path / "run")
+    (out / "expert_001.safetensors").unlink()
+    trained = []
+    store = train_experts(data, out_dir=out, on_expert_end=lambda i, e: trained.append(i), **SETTINGS)
+    assert trained == [1] and store.num_experts == 2
+    torch.testing.assert_close(store.trajectory(1), ExpertStore(reference).trajectory(1))  # deterministic
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interrupted_run(data, reference, tmp_path):
+    def crash(i, entry):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_experts(data, out_dir=tmp_path, on_expert_end=crash, **SETTINGS)
+    partial = ExpertStore(tmp_path)
+    assert partial.num_experts == 1 and not partial.complete
+    assert not list(tmp_path.glob("*.tmp"))
+    trained = []
+    store = train_experts(data, out_dir=tmp_path, on_expert_end=lambda i, e: trained.append(i), **SETTINGS)
+    assert trained == [1] and store.complete
+    ref = ExpertStore(reference)
+    for i in range(2):
+        torch.testing.assert_close(store.trajectory(i), ref.trajectory(i))
+    # nothing left to do: a rerun trains no expert
+    train_experts(data, out_dir=tmp_path, on_expert_end=crash, **SETTINGS)
+
+
+def test_truncated_file_is_rejected(data, reference, tmp_path):
+    out = _copy(reference, tmp_path / "run")
+    path = out / "expert_000.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"expert_000\.safetensors: truncated or corrupt"):
+        ExpertStore(out)
+    with pytest.raises(ValueError, match=r"expert_000\.safetensors: truncated or corrupt"):
+        train_experts(data, out_dir=out, **SETTINGS)
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match=r"expert_000\.safetensors: truncated or corrupt"):
+        ExpertStore(out)
+
+
+def test_wrong_shape_or_foreign_file_is_rejected(reference, tmp_path):
+    out = _copy(reference, tmp_path / "run")
+    path = out / "expert_001.safetensors"
+    meta = json.loads((out / "manifest.json").read_text())
+    P = meta["settings"]["num_params"]
+    save_file({"trajectory": torch.zeros(2, P)}, str(path), metadata={"settings_hash": meta["settings_hash"]})
+    with pytest.raises(ValueError, match=r"expert_001\.safetensors: trajectory has shape \[2, \d+\]"):
+        ExpertStore(out)
+    save_file({"trajectory": torch.zeros(3, P)}, str(path), metadata={"settings_hash": "0" * 16, "expert": "1"})
+    with pytest.raises(ValueError, match=r"expert_001\.safetensors: file belongs to another run"):
+        ExpertStore(out)
+
+
+def test_mismatched_or_corrupt_manifest(data, reference, tmp_path):
+    out = _copy(reference, tmp_path / "run")
+    with pytest.raises(ValueError, match=r"manifest\.json: experts stored here were trained with other settings "
+                                         r"\(differ in: expert_epochs, model, num_params, param_spec\)"):
+        train_experts(data, out_dir=out, **{**SETTINGS, "expert_epochs": 3, "model": "linear"})
+    other = ddtime.data.load_forecasting(None, seq_len=24, pred_len=12, protocol="condtsf")
+    with pytest.raises(ValueError, match=r"differ in: channels, data_fingerprint, protocol"):
+        train_experts(other, out_dir=out, **SETTINGS)
+    manifest = out / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text.replace('"lr": 0.0005', '"lr": 0.001'))
+    with pytest.raises(ValueError, match=r"manifest\.json: settings_hash does not match"):
+        ExpertStore(out)
+    manifest.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"manifest\.json: expert manifest is not readable JSON"):
+        ExpertStore(out)
+    with pytest.raises(FileNotFoundError, match="no expert manifest"):
+        ExpertStore(tmp_path / "missing")
+
+
+def test_argument_errors(data, tmp_path):
+    with pytest.raises(ValueError, match="model must be one of"):
+        train_experts(data, model="gru", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, sam"):
+        train_experts(data, optimizer="adam", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="num_experts must be an int >= 1"):
+        train_experts(data, num_experts=0, out_dir=tmp_path)
+
+
+def test_command_line_with_sam(tmp_path, capsys):
+    parser = configure_parser(argparse.ArgumentParser())
+    args = parser.parse_args(["--protocol", "condtsf", "--num-experts", "1", "--expert-epochs", "1",
+                              "--optimizer", "sam", "--batch-size", "4096", "--out", str(tmp_path), "--quiet"])
+    assert args.data is None and args.model == "dlinear" and args.rho == 0.05
+    assert run(args) == 0
+    assert "1 experts (dlinear, synthetic, condtsf 24->24)" in capsys.readouterr().out
+    store = ExpertStore(tmp_path)
+    assert store.matches(optimizer="sam", rho=0.05, seq_len=24, pred_len=24, channels=1, protocol="condtsf")
+    assert store.trajectory(0).shape[0] == 2
+
+
+def test_torchrun_two_ranks(reference, tmp_path):
+    """Two gloo ranks split the experts (i % 2 == rank); rank 0 writes the manifest; the result
+    equals the single-process run."""
+    script = tmp_path / "launch.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from ddtime.experts import configure_parser, run
+        sys.exit(run(configure_parser(argparse.ArgumentParser()).parse_args(sys.argv[1:])))
+    """))
+    out = tmp_path / "experts"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+           "--seq-len", "24", "--pred-len", "12", "--num-experts", "2", "--expert-epochs", "2", "--seed", "10",
+           "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("2 experts (dlinear") == 1  # only rank 0 reports
+    store, ref = ExpertStore(out), ExpertStore(reference)
+    assert store.complete and store.num_experts == 2
+    assert store.manifest["settings"] == ref.manifest["settings"]
+    for i in range(2):
+        torch.testing.assert_close(store.trajectory(i), ref.trajectory(i), rtol=1e-5, atol=1e-6)

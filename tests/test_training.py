@@ -1,0 +1,158 @@
+"""train_model / evaluate / SAM on the built-in generated dataset."""
+import copy
+
+import pytest
+import torch
+
+import ddtime.data
+from ddtime.models import build_model, flat_params
+from ddtime.sam import SAM
+from ddtime.training import evaluate, train_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ddtime.data.load_forecasting(None, seq_len=24, pred_len=12)
+
+
+def test_evaluate_matches_direct_metrics(data):
+    model = build_model("dlinear", seq_len=24, pred_len=12, channels=7, seed=0)
+    windows = data.windows("test")
+    with torch.no_grad():
+        err = model(windows[..., :24]) - windows[..., 24:]
+    metrics = evaluate(model, windows, seq_len=24, batch_size=100)
+    assert metrics["mse"] == pytest.approx(err.pow(2).mean().item(), rel=1e-5)
+    assert metrics["mae"] == pytest.approx(err.abs().mean().item(), rel=1e-5)
+    model.train()
+    evaluate(model, windows, seq_len=24)
+    assert model.training  # mode restored
+    with pytest.raises(ValueError, match="windows must have shape"):
+        evaluate(model, windows[..., :20], seq_len=24)
+    with pytest.raises(ValueError, match="do not fit the model"):
+        evaluate(build_model("linear", seq_len=24, pred_len=12, channels=3), windows, seq_len=24)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adam", 1e-3), ("sgd", 1e-2), ("sam", 1e-2)])
+def test_training_reduces_loss(data, optimizer, lr):
+    model = build_model("dlinear", seq_len=24, pred_len=12, channels=7, seed=0)
+    before = evaluate(model, data.windows("test"), seq_len=24)
+    result = train_model(model, data, optimizer=optimizer, lr=lr, epochs=2, batch_size=64, patience=None,
+                         seed=0, quiet=True)
+    assert result["epochs"] == 2 and result["val_mse"] is None
+    assert result["train_loss"][1] < result["train_loss"][0]
+    assert result["test_mse"] < 0.5 * before["mse"]
+    after = evaluate(model, data.windows("test"), seq_len=24)
+    assert result["test_mse"] == pytest.approx(after["mse"]) and result["test_mae"] == pytest.approx(after["mae"])
+
+
+def test_early_stopping_restores_best_weights(data):
+    # a large learning rate makes the validation error move around so that early stopping triggers
+    model = build_model("mlp", seq_len=24, pred_len=12, channels=7, seed=0, hidden=32)
+    snapshots = {}
+    result = train_model(model, data, optimizer="sgd", lr=0.3, epochs=6, batch_size=256, patience=1, seed=0,
+                         quiet=True, on_epoch_end=lambda e, m: snapshots.__setitem__(e, flat_params(m)))
+    history = result["val_history"]
+    assert len(history) == result["epochs"] == len(snapshots)
+    best = min(range(len(history)), key=history.__getitem__) + 1
+    assert result["best_epoch"] == best and result["val_mse"] == min(history)
+    assert result["epochs"] < 6 and result["epochs"] == best + 1  # stopped after one bad epoch
+    torch.testing.assert_close(flat_params(model), snapshots[best])
+    val = evaluate(model, data.windows("val"), seq_len=24)["mse"]
+    assert val == pytest.approx(result["val_mse"])
+
+
+def test_condtsf_trains_all_epochs_without_validation():
+    data = ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=24, pred_len=24)
+    model = build_model("linear", seq_len=24, pred_len=24, channels=1, seed=0)
+    windows = data.windows("train")[::40]  # a thinned training set keeps the test fast
+    result = train_model(model, data, optimizer="adam", lr=1e-2, epochs=3, patience=3, quiet=True,
+                         train_windows=windows)
+    assert result["epochs"] == 3 and result["val_mse"] is None and result["val_history"] == []
+    assert result["test_mse"] < 1.0
+
+
+def test_train_windows_and_determinism(data):
+    synthetic = data.windows("train")[:10].clone()
+    runs = []
+    for _ in range(2):
+        model = build_model("cnn", seq_len=24, pred_len=12, channels=7, seed=3, hidden=4)
+        train_model(model, data, optimizer="adam", lr=1e-3, epochs=2, batch_size=4, seed=5, quiet=True,
+                    train_windows=synthetic, patience=None)
+        runs.append(flat_params(model))
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="do not fit the model"):
+        train_model(build_model("linear", seq_len=24, pred_len=12, channels=7), data, epochs=1, quiet=True,
+                    train_windows=synthetic[:, :3])
+
+
+def test_argument_errors(data):
+    model = build_model("linear", seq_len=24, pred_len=12, channels=7)
+    with pytest.raises(ValueError, match="optimizer must be one of adam, sgd, sam"):
+        train_model(model, data, optimizer="rmsprop", epochs=1)
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        train_model(model, data, epochs=0)
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        train_model(model, data, lr=-1.0, epochs=1)
+    with pytest.raises(ValueError, match="patience must be a positive int or None"):
+        train_model(model, data, epochs=1, patience=0)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        train_model(model, data, epochs=1, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="do not fit the model"):
+        train_model(build_model("linear", seq_len=48, pred_len=12, channels=7), data, epochs=1)
+
+
+def test_sam_step_matches_definition():
+    torch.manual_seed(0)
+    w0 = torch.randn(5, dtype=torch.float64)
+    a = torch.randn(5, 5, dtype=torch.float64)
+
+    def loss_fn(w):
+        return (a @ w).sin().pow(2).sum()
+
+    w = torch.nn.Parameter(w0.clone())
+    opt = SAM([w], torch.optim.SGD, rho=0.1, lr=0.01)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(w)
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == pytest.approx(loss_fn(w0).item())
+    g = torch.autograd.functional.jacobian(loss_fn, w0)
+    w_adv = w0 + 0.1 * g / g.norm()
+    expected = w0 - 0.01 * torch.autograd.functional.jacobian(loss_fn, w_adv)
+    torch.testing.assert_close(w.detach(), expected)
+    with pytest.raises(ValueError, match="closure must be given"):
+        opt.step()
+    with pytest.raises(ValueError, match="rho must be a float > 0"):
+        SAM([w], rho=0.0, lr=0.1)
+
+
+def test_type1_schedule_halves_adam_rate(data):
+    model = build_model("linear", seq_len=24, pred_len=12, channels=7, seed=0)
+    rates = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    small = copy.copy(data)
+    small.train = data.train[:, :60]  # 25 windows: one batch per epoch
+    torch.optim.Adam.step = spy
+    try:
+        train_model(model, small, optimizer="adam", lr=0.08, epochs=4, patience=None, quiet=True)
+        train_model(model, small, optimizer="adam", epochs=1, patience=None, quiet=True)  # model's adam_lr
+    finally:
+        torch.optim.Adam.step = original
+    assert rates == [0.08, 0.08, 0.04, 0.02, 5e-3]
