@@ -49,7 +49,7 @@ def extension():
     if with_cuda:
         major, minor = (int(v) for v in torch.version.cuda.split(".")[:2])
         define_macros.append(("DDTIME_CUDA_VERSION", str(major * 1000 + minor * 10)))
-        extra["nvcc"] = ["-O0", "-g", "-G"] if debug else ["-O3", "--use_fast_math", "-lineinfo"]
+        extra["nvcc"] = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
         kind = cpp_extension.CUDAExtension
     else:
         kind = cpp_extension.CppExtension

@@ -1,0 +1,252 @@
+// CUDA implementations of value_loss_fused, value_loss_backward, frequency_alignment_bins and
+// frequency_alignment_bins_backward (TORCH_LIBRARY_IMPL(ddtime, CUDA)); kernels in value_loss_kernel.cu.
+//
+// Tensors reach the kernels as strided [outer, H, inner] views (no copy when the dimensions before
+// and after `dim` each collapse to one stride, as for contiguous, transposed or expanded inputs;
+// otherwise a contiguous copy). Outputs are allocated contiguous on the input's device and stream.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "value_loss_kernel.cuh"
+
+namespace ddtime {
+namespace {
+
+namespace k = ddtime::kernels;
+
+template <typename S>
+struct KernelType {
+  using type = S;
+};
+template <>
+struct KernelType<at::Half> {
+  using type = __half;
+};
+template <>
+struct KernelType<at::BFloat16> {
+  using type = __nv_bfloat16;
+};
+
+at::ScalarType opmath_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// Stride of dims [begin, end) read as one axis, if they collapse (size-1 dims ignored).
+std::optional<int64_t> group_stride(at::IntArrayRef sizes, at::IntArrayRef strides, int64_t begin, int64_t end) {
+  int64_t stride = 0, expected = -1;
+  for (int64_t d = end - 1; d >= begin; --d) {
+    if (sizes[d] == 1) continue;
+    if (expected >= 0 && strides[d] != expected) return std::nullopt;
+    if (expected < 0) stride = strides[d];
+    expected = strides[d] * sizes[d];
+  }
+  return stride;
+}
+
+int64_t prod(at::IntArrayRef sizes, int64_t begin, int64_t end) {
+  int64_t n = 1;
+  for (int64_t d = begin; d < end; ++d) n *= sizes[d];
+  return n;
+}
+
+struct View3 {
+  at::Tensor tensor;  // the tensor whose data the strides describe
+  k::Strides3 strides;
+};
+
+// t viewed as [outer, size(dim), inner].
+View3 view3(const at::Tensor& t, int64_t dim) {
+  const auto so = group_stride(t.sizes(), t.strides(), 0, dim);
+  const auto si = group_stride(t.sizes(), t.strides(), dim + 1, t.dim());
+  if (so && si) return {t, {*so, t.stride(dim), *si}};
+  const int64_t len = t.size(dim), inner = prod(t.sizes(), dim + 1, t.dim());
+  return {t.contiguous(), {len * inner, inner, 1}};
+}
+
+k::SeriesShape series_shape(at::IntArrayRef sizes, int64_t dim) {
+  return {prod(sizes, 0, dim), sizes[dim], prod(sizes, dim + 1, static_cast<int64_t>(sizes.size()))};
+}
+
+std::vector<int64_t> with_size(at::IntArrayRef sizes, int64_t dim, int64_t size) {
+  std::vector<int64_t> out(sizes.begin(), sizes.end());
+  out[dim] = size;
+  return out;
+}
+
+std::vector<int64_t> without(at::IntArrayRef sizes, int64_t dim) {
+  std::vector<int64_t> out;
+  for (int64_t d = 0; d < static_cast<int64_t>(sizes.size()); ++d) {
+    if (d != dim) out.push_back(sizes[d]);
+  }
+  return out;
+}
+
+void check_float(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.is_cuda(), "ddtime::", op, ": ", name, " must be a CUDA tensor, got device ", t.device());
+  const auto s = t.scalar_type();
+  TORCH_CHECK(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "ddtime::", op, ": ",
+              name, " must be float16, bfloat16, float32 or float64, got ", s);
+}
+
+void check_dim(const at::Tensor& t, int64_t dim, const char* op, const char* name) {
+  TORCH_CHECK(t.dim() >= 1 && dim >= 0 && dim < t.dim(), "ddtime::", op, ": dim must be in [0, ", t.dim(),
+              ") for ", name, " of shape ", t.sizes(), ", got ", dim);
+}
+
+void check_pair(const at::Tensor& input, const at::Tensor& target, int64_t dim, const char* op) {
+  check_float(input, op, "input");
+  check_float(target, op, "target");
+  TORCH_CHECK(target.sizes() == input.sizes(), "ddtime::", op, ": target must have the shape of input ",
+              input.sizes(), ", got ", target.sizes());
+  TORCH_CHECK(target.scalar_type() == input.scalar_type(), "ddtime::", op, ": target must have the dtype of input (",
+              input.scalar_type(), "), got ", target.scalar_type());
+  TORCH_CHECK(target.device() == input.device(), "ddtime::", op, ": target must be on the device of input (",
+              input.device(), "), got ", target.device());
+  check_dim(input, dim, op, "input");
+}
+
+at::Tensor workspace_for(k::SeriesShape shape, const at::Tensor& like) {
+  TORCH_CHECK(shape.length <= (int64_t{1} << 28), "ddtime: the time axis may hold at most 2^28 samples, got ",
+              shape.length);
+  size_t bytes = 0;
+  C10_CUDA_CHECK(k::value_loss_workspace_bytes(shape, at::elementSize(opmath_type(like.scalar_type())), &bytes));
+  return bytes > 0 ? at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte)) : at::Tensor();
+}
+
+void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+std::tuple<at::Tensor, at::Tensor> value_loss_fused_cuda(const at::Tensor& input, const at::Tensor& target,
+                                                          double alpha, int64_t dim, bool compute_grad) {
+  constexpr const char* op = "value_loss_fused";
+  check_pair(input, target, dim, op);
+  TORCH_CHECK(alpha >= 0.0 && alpha <= 1.0, "ddtime::", op, ": alpha must be in [0, 1], got ", alpha);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const auto shape = series_shape(input.sizes(), dim);
+  const View3 in = view3(input, dim), tg = view3(target, dim);
+  at::Tensor rows = at::empty(without(input.sizes(), dim), input.options().dtype(opmath_type(input.scalar_type())));
+  at::Tensor grad = compute_grad ? at::empty(input.sizes(), input.options()) : at::empty({0}, input.options());
+  if (input.numel() == 0) return {rows, grad};
+  const at::Tensor ws = workspace_for(shape, input);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), op, [&] {
+    using T = typename KernelType<scalar_t>::type;
+    using R = k::opmath_t<T>;
+    C10_CUDA_CHECK(k::launch_value_loss_fused<T>(
+        reinterpret_cast<const T*>(in.tensor.const_data_ptr<scalar_t>()), in.strides,
+        reinterpret_cast<const T*>(tg.tensor.const_data_ptr<scalar_t>()), tg.strides, shape, alpha,
+        rows.mutable_data_ptr<R>(), compute_grad ? reinterpret_cast<T*>(grad.mutable_data_ptr<scalar_t>()) : nullptr,
+        data_or_null(ws), stream));
+  });
+  return {rows, grad};
+}
+
+at::Tensor value_loss_backward_cuda(const at::Tensor& grad_rows, const at::Tensor& grad, int64_t dim) {
+  constexpr const char* op = "value_loss_backward";
+  check_float(grad, op, "grad");
+  check_float(grad_rows, op, "grad_rows");
+  check_dim(grad, dim, op, "grad");
+  TORCH_CHECK(grad_rows.sizes() == at::IntArrayRef(without(grad.sizes(), dim)), "ddtime::", op,
+              ": grad_rows must have the shape of grad without dim ", dim, ", got ", grad_rows.sizes(), " for grad ",
+              grad.sizes());
+  TORCH_CHECK(grad_rows.device() == grad.device(), "ddtime::", op, ": grad_rows must be on the device of grad (",
+              grad.device(), "), got ", grad_rows.device());
+  const c10::cuda::CUDAGuard guard(grad.device());
+  const auto shape = series_shape(grad.sizes(), dim);
+  const at::Tensor g = grad.contiguous();
+  at::Tensor gr = grad_rows.to(opmath_type(grad.scalar_type()));
+  auto so = group_stride(gr.sizes(), gr.strides(), 0, dim);
+  auto si = group_stride(gr.sizes(), gr.strides(), dim, gr.dim());
+  if (!so || !si) {
+    gr = gr.contiguous();
+    so = shape.inner;
+    si = 1;
+  }
+  at::Tensor out = at::empty(grad.sizes(), grad.options());
+  if (grad.numel() == 0) return out;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), op, [&] {
+    using T = typename KernelType<scalar_t>::type;
+    using R = k::opmath_t<T>;
+    C10_CUDA_CHECK(k::launch_scale_rows<T>(gr.const_data_ptr<R>(), *so, *si,
+                                           reinterpret_cast<const T*>(g.const_data_ptr<scalar_t>()), shape,
+                                           reinterpret_cast<T*>(out.mutable_data_ptr<scalar_t>()), stream));
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> frequency_alignment_bins_cuda(const at::Tensor& input, const at::Tensor& target,
+                                                                  int64_t dim) {
+  constexpr const char* op = "frequency_alignment_bins";
+  check_pair(input, target, dim, op);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const auto shape = series_shape(input.sizes(), dim);
+  const int64_t F = shape.length / 2 + 1;
+  const View3 in = view3(input, dim), tg = view3(target, dim);
+  const auto out_sizes = with_size(input.sizes(), dim, F);
+  auto phase_sizes = out_sizes;
+  phase_sizes.push_back(2);
+  at::Tensor modulus = at::empty(out_sizes, input.options());
+  at::Tensor phase = at::empty(phase_sizes, input.options().dtype(opmath_type(input.scalar_type())));
+  if (input.numel() == 0) return {modulus, phase};
+  const at::Tensor ws = workspace_for(shape, input);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), op, [&] {
+    using T = typename KernelType<scalar_t>::type;
+    using R = k::opmath_t<T>;
+    C10_CUDA_CHECK(k::launch_frequency_alignment_bins<T>(
+        reinterpret_cast<const T*>(in.tensor.const_data_ptr<scalar_t>()), in.strides,
+        reinterpret_cast<const T*>(tg.tensor.const_data_ptr<scalar_t>()), tg.strides, shape,
+        reinterpret_cast<T*>(modulus.mutable_data_ptr<scalar_t>()), phase.mutable_data_ptr<R>(), data_or_null(ws),
+        stream));
+  });
+  return {modulus, phase};
+}
+
+at::Tensor frequency_alignment_bins_backward_cuda(const at::Tensor& grad_modulus, const at::Tensor& phase,
+                                                  int64_t dim, int64_t length) {
+  constexpr const char* op = "frequency_alignment_bins_backward";
+  check_float(grad_modulus, op, "grad_modulus");
+  check_float(phase, op, "phase");
+  check_dim(grad_modulus, dim, op, "grad_modulus");
+  TORCH_CHECK(length >= 1 && grad_modulus.size(dim) == length / 2 + 1, "ddtime::", op, ": grad_modulus must have ",
+              "length // 2 + 1 = ", length / 2 + 1, " bins along dim ", dim, ", got shape ", grad_modulus.sizes(),
+              " for length ", length);
+  auto phase_sizes = grad_modulus.sizes().vec();
+  phase_sizes.push_back(2);
+  TORCH_CHECK(phase.sizes() == at::IntArrayRef(phase_sizes), "ddtime::", op, ": phase must have shape ", phase_sizes,
+              ", got ", phase.sizes());
+  TORCH_CHECK(phase.device() == grad_modulus.device(), "ddtime::", op,
+              ": phase must be on the device of grad_modulus (", grad_modulus.device(), "), got ", phase.device());
+  const c10::cuda::CUDAGuard guard(grad_modulus.device());
+  const auto shape = series_shape(with_size(grad_modulus.sizes(), dim, length), dim);
+  const View3 gm = view3(grad_modulus, dim);
+  const at::Tensor ph = phase.to(opmath_type(grad_modulus.scalar_type())).contiguous();
+  at::Tensor grad = at::empty(with_size(grad_modulus.sizes(), dim, length), grad_modulus.options());
+  if (grad.numel() == 0) return grad;
+  const at::Tensor ws = workspace_for(shape, grad_modulus);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_modulus.scalar_type(), op, [&] {
+    using T = typename KernelType<scalar_t>::type;
+    using R = k::opmath_t<T>;
+    C10_CUDA_CHECK(k::launch_frequency_alignment_bins_backward<T>(
+        reinterpret_cast<const T*>(gm.tensor.const_data_ptr<scalar_t>()), gm.strides, ph.const_data_ptr<R>(), shape,
+        reinterpret_cast<T*>(grad.mutable_data_ptr<scalar_t>()), data_or_null(ws), stream));
+  });
+  return grad;
+}
+
+}  // namespace
+}  // namespace ddtime
+
+TORCH_LIBRARY_IMPL(ddtime, CUDA, m) {
+  m.impl("value_loss_fused", &ddtime::value_loss_fused_cuda);
+  m.impl("value_loss_backward", &ddtime::value_loss_backward_cuda);
+  m.impl("frequency_alignment_bins", &ddtime::frequency_alignment_bins_cuda);
+  m.impl("frequency_alignment_bins_backward", &ddtime::frequency_alignment_bins_backward_cuda);
+}
