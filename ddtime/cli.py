@@ -1,0 +1,46 @@
+"""Command line: ``ddtime {experts,distill,evaluate,compare} ...`` (also ``python -m ddtime``).
+
+Each subcommand lives in its module, which exposes ``configure_parser(parser)`` and
+``run(args) -> int``: ``ddtime.experts``, ``ddtime.distill``, ``ddtime.evaluate``,
+``ddtime.compare``. Bad option values stop with an error naming the option.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+SUBCOMMANDS = {
+    "experts": ("ddtime.experts", "train expert trajectories (resumable)"),
+    "distill": ("ddtime.distill", "distil a dataset with a base method (+CondTSF, +DDTime) and evaluate it"),
+    "evaluate": ("ddtime.evaluate", "evaluate a saved synthetic set with fresh students"),
+    "compare": ("ddtime.compare", "grid of methods x {base, +condtsf, +ddtime, +both} on one dataset"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddtime", description="Dataset distillation for time-series forecasting.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure_parser(child)
+        child.set_defaults(_run=module.run, _parser=child)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ddtime`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        args._parser.error(str(exc))  # prints usage + "error: ..." and exits with status 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""CondTSF's value update (Ding et al., NeurIPS 2024), usable on top of any base method.
+
+On every ``gap``-th iteration (``(iteration + 1) % gap == 0``, as in CondTSF's code) the loop
+skips the base update and moves the synthetic labels toward a teacher's forecast of the
+synthetic inputs: ``y <- (1 - beta) * y + beta * f_teacher(x)``, beta 0.01, gap 3. The teacher
+is the final checkpoint of a random expert in eval mode (:mod:`ddtime.distill.teacher`).
+"""
+from __future__ import annotations
+
+import torch
+
+from ddtime.distill.teacher import teacher_predict
+
+__all__ = ["is_value_update", "value_update"]
+
+
+def is_value_update(iteration: int, gap: int = 3) -> bool:
+    """Whether ``iteration`` (0-based) is a CondTSF value-update iteration."""
+    if gap < 1:
+        raise ValueError(f"gap: expected a positive int, got {gap!r}")
+    return (iteration + 1) % gap == 0
+
+
+@torch.no_grad()
+def value_update(synthetic, model: torch.nn.Module, teacher_params: torch.Tensor, *, beta: float = 0.01) -> None:
+    """In place: ``labels <- (1 - beta) * labels + beta * teacher(inputs)`` on a SyntheticSet."""
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta: expected a value in [0, 1], got {beta!r}")
+    windows = synthetic.windows()
+    prediction = teacher_predict(model, teacher_params, windows[..., : synthetic.seq_len])
+    synthetic.set_labels((1.0 - beta) * windows[..., synthetic.seq_len:] + beta * prediction)

@@ -1,0 +1,297 @@
+"""The shared distillation loop (every base method, with or without CondTSF / DDTime).
+
+Per iteration (see :mod:`ddtime.distill.methods.base` for the method interface):
+
+1. when CondTSF's update or DDTime's terms are on, draw this iteration's teacher (final
+   checkpoint of a random expert);
+2. ``method.updates_per_iteration`` times: on a CondTSF iteration (``(it + 1) % 3 == 0``) the
+   value update replaces the base update; otherwise the method returns ``L_base`` and the loop
+   minimises ``L_base / detach(L_base) + lambda_val * L_val + lambda_IS * L_IS`` with Adam
+   (lr 0.1) over the synthetic set (methods may also own their update); then ``after_step``;
+3. every ``select_every`` iterations and after the last, the method's current synthetic
+   windows are scored by ``validate`` (quick student training scored on the validation split,
+   never test); the best is kept. ``select_initial=True`` also scores the initial set (CondTSF's
+   code does; off by default so that the result is always a distilled set, whose
+   initialisation is exactly the random-subset reference of :mod:`ddtime.evaluate`);
+4. every ``checkpoint_every`` iterations the whole state is checkpointed atomically to
+   ``out_dir/checkpoint.pt``: synthetic tensors, optimiser state, method state, RNG states,
+   iteration, loss and validation history, best set. ``resume=True`` continues from it and
+   gives the same result as an uninterrupted run.
+
+All randomness comes from one ``torch.Generator`` seeded with ``config.seed``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ddtime.distill.checkpoint import load_checkpoint, save_checkpoint
+from ddtime.distill.condtsf import is_value_update, value_update
+from ddtime.distill.ddtime_terms import DDTimeTerms
+from ddtime.distill.methods import DistillContext, build_method
+from ddtime.distill.synthetic import SyntheticSet
+from ddtime.distill.teacher import sample_teacher
+
+__all__ = ["DistillConfig", "DistillResult", "DistillRun", "distill", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class DistillConfig:
+    """Settings of one distillation run (SPEC defaults)."""
+
+    method: str = "mtt"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    samples: int = 10
+    representation: str = "windows"
+    stride: int = 4
+    iterations: int = 300
+    lr: float = 0.1
+    condtsf: bool = False
+    condtsf_beta: float = 0.01
+    condtsf_gap: int = 3
+    ddtime: bool = False
+    alpha: float = 0.8
+    lambda_val: float = 1.0
+    lambda_is: float = 0.6
+    tau: float = 1.0
+    student_side: str = "labels"
+    loss_impl: str = "fused"
+    model: str = "dlinear"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "cpu"
+    select_every: int = 50
+    select_initial: bool = False
+    checkpoint_every: int = 10
+    quiet: bool = False
+
+    def __post_init__(self):
+        for name in ("samples", "iterations", "stride", "condtsf_gap"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("select_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: expected a non-negative int (0 = off), got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        if self.ddtime:  # validates alpha, lambdas, tau, student_side, loss_impl
+            self.terms()
+
+    def terms(self) -> DDTimeTerms:
+        return DDTimeTerms(alpha=self.alpha, lambda_val=self.lambda_val, lambda_is=self.lambda_is, tau=self.tau,
+                           student_side=self.student_side, loss_impl=self.loss_impl)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DistillResult:
+    """Outcome of :func:`distill`.
+
+    windows: the synthetic windows ``[S, N, L]`` chosen on validation (the final ones when no
+    validator was given); final_windows: those after the last iteration; history: one dict per
+    update (``iteration``, ``kind`` "base"/"condtsf", ``base``, ``value``, ``isib``, ``total``);
+    val_history: ``[(iteration, val_mse)]`` (iteration = number of finished iterations).
+    """
+
+    windows: torch.Tensor
+    final_windows: torch.Tensor
+    best_iteration: int
+    best_val_mse: float | None
+    history: list[dict[str, float]]
+    val_history: list[tuple[int, float]]
+    seconds: float
+    resumed_from: int | None = None
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _set_rng_state(generator: torch.Generator, state: dict[str, torch.Tensor]) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def _template_model(config: DistillConfig, data) -> torch.nn.Module:
+    from ddtime.models import build_model
+
+    model = build_model(config.model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                        seed=config.seed, **config.model_kwargs)
+    return model.to(config.device)
+
+
+class DistillRun:
+    """The state of one distillation run; :func:`distill` drives it.
+
+    ``DistillRun(data, config, experts=...)`` builds the synthetic set, the method, the template
+    model and the optimiser; :meth:`iteration` runs one iteration (the unit the overhead
+    benchmark times); :meth:`resume_from` / :meth:`checkpoint` restore and save the state.
+    """
+
+    def __init__(self, data, config: DistillConfig, *, experts=None):
+        if not isinstance(config, DistillConfig):
+            raise TypeError(f"config: expected a DistillConfig, got {type(config).__name__}")
+        self.data, self.config, self.experts = data, config, experts
+        self.device = device = torch.device(config.device)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.method = build_method(config.method, **config.method_options)
+        self.needs_teacher = config.condtsf or config.ddtime
+        if (self.method.requires_experts or self.needs_teacher) and experts is None:
+            raise ValueError(f"experts: method {config.method!r}"
+                             f"{' with CondTSF/DDTime' if self.needs_teacher else ''} needs an ExpertStore")
+        self.synthetic = SyntheticSet.from_data(data, samples=config.samples, representation=config.representation,
+                                                stride=config.stride, generator=self.generator, device=device)
+        self.model = _template_model(config, data)
+        self.terms = config.terms() if config.ddtime else None
+        self.teacher: torch.Tensor | None = None
+        self.parts: dict[str, float] = {}
+        self.ctx = DistillContext(
+            data=data, synthetic=self.synthetic, experts=experts, model=self.model, model_name=config.model,
+            real_windows=data.windows("train").to(device), seq_len=data.seq_len, pred_len=data.pred_len,
+            iterations=config.iterations, generator=self.generator, device=device, extra_loss=self.extra_loss,
+            options={"model_kwargs": dict(config.model_kwargs)})
+        self.method.prepare(self.ctx)
+        groups = [{"params": self.synthetic.parameters()}]
+        groups += [g if isinstance(g, dict) else {"params": [g]} for g in self.method.synthetic_parameters()]
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr)
+        self.history: list[dict[str, Any]] = []
+        self.val_history: list[tuple[int, float]] = []
+        self.best: dict[str, Any] = {"val": math.inf, "iteration": 0, "windows": None}
+        self.done = 0
+
+    def extra_loss(self, student_params: torch.Tensor | None) -> torch.Tensor:
+        """The weighted DDTime terms for the current synthetic set (0 when they are off)."""
+        if self.terms is None:
+            self.parts = {}
+            return torch.zeros((), device=self.device)
+        total, self.parts = self.terms(self.synthetic.windows(), seq_len=self.data.seq_len, model=self.model,
+                                       teacher_params=self.teacher, student_params=student_params)
+        return total
+
+    def iteration(self, it: int) -> None:
+        """Run iteration ``it``: teacher draw, ``updates_per_iteration`` updates, ``after_step``."""
+        config, method = self.config, self.method
+        if self.needs_teacher:
+            self.teacher = sample_teacher(self.experts, self.generator, self.device)
+        for _ in range(method.updates_per_iteration):
+            if config.condtsf and is_value_update(it, config.condtsf_gap):
+                value_update(self.synthetic, self.model, self.teacher, beta=config.condtsf_beta)
+                self.history.append({"iteration": it, "kind": "condtsf"})
+            else:
+                self.parts = {}
+                out = method.step(self.ctx, it)
+                record: dict[str, Any] = {"iteration": it, "kind": "base", "base": float(out.loss.detach())}
+                if not out.stepped:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    total = out.loss / out.loss.detach().clamp_min(1e-12) + self.extra_loss(out.student_params)
+                    total.backward()
+                    self.optimizer.step()
+                    record["total"] = float(total.detach())
+                record.update(self.parts)
+                record.update(out.metrics)
+                self.history.append(record)
+            method.after_step(self.ctx, it)
+        self.done = it + 1
+
+    def select(self, validate: Callable[[torch.Tensor], float]) -> None:
+        """Score the method's current windows on validation and keep them if they are the best."""
+        windows = self.method.final_windows(self.ctx).detach()
+        score = float(validate(windows))
+        self.val_history.append((self.done, score))
+        if score < self.best["val"]:
+            self.best.update(val=score, iteration=self.done, windows=windows.clone())
+
+    def checkpoint(self, path) -> None:
+        """Save everything needed for an exact resume, atomically."""
+        best = self.best
+        save_checkpoint(path, {
+            "config": self.config.to_dict(), "iteration": self.done, "synthetic": self.synthetic.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "method": self.method.state_dict(),
+            "rng": _rng_state(self.generator), "history": self.history,
+            "val_history": [list(v) for v in self.val_history], "best_val": best["val"],
+            "best_iteration": best["iteration"],
+            "best_windows": best["windows"].cpu() if best["windows"] is not None else None,
+        })
+
+    def resume_from(self, path) -> None:
+        """Restore a :meth:`checkpoint` written with the same settings."""
+        state = load_checkpoint(path)
+        saved, now = state["config"], self.config.to_dict()
+        mismatched = sorted(k for k in set(saved) | set(now)
+                            if k not in ("quiet", "device", "checkpoint_every") and saved.get(k) != now.get(k))
+        if mismatched:
+            raise ValueError(f"resume: the checkpoint {str(path)!r} was written with different settings: "
+                             + ", ".join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in mismatched))
+        self.synthetic.load_state_dict(state["synthetic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        _set_rng_state(self.generator, state["rng"])
+        self.done = int(state["iteration"])
+        self.history, self.val_history = list(state["history"]), [tuple(v) for v in state["val_history"]]
+        self.best = {"val": float(state["best_val"]), "iteration": int(state["best_iteration"]),
+                     "windows": state["best_windows"].to(self.device) if state["best_windows"] is not None else None}
+
+
+def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib.Path | None = None,
+            resume: bool = False, validate: Callable[[torch.Tensor], float] | None = None) -> DistillResult:
+    """Distil ``data`` (a :class:`ddtime.data.ForecastData`) into a synthetic set.
+
+    Args:
+        experts: an :class:`ddtime.experts.ExpertStore` (needed by trajectory methods, DM with
+            expert networks, CondTSF's update and DDTime's terms).
+        out_dir: where ``checkpoint.pt`` goes (no checkpoints when ``None``).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists (same config required).
+        validate: ``validate(windows [S, N, L]) -> validation MSE``; selects the best set.
+    """
+    if resume and out_dir is None:
+        raise ValueError("resume: needs out_dir (where the checkpoint lives)")
+    t0 = time.perf_counter()
+    run = DistillRun(data, config, experts=experts)
+    ckpt_path = pathlib.Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    resumed_from = None
+    if resume and ckpt_path.exists():
+        run.resume_from(ckpt_path)
+        resumed_from = run.done
+    if validate is not None and config.select_initial and run.done == 0 and not run.val_history:
+        run.select(validate)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(run.done, config.iterations), initial=run.done, total=config.iterations, disable=config.quiet,
+               desc=f"distill {config.method}", leave=False)
+    for it in bar:
+        run.iteration(it)
+        base = [h["base"] for h in run.history[-run.method.updates_per_iteration:] if "base" in h]
+        if base:
+            bar.set_postfix(base=f"{base[-1]:.4g}")
+        done = run.done
+        if validate is not None and config.select_every and (done % config.select_every == 0
+                                                               or done == config.iterations):
+            run.select(validate)
+        if ckpt_path is not None and config.checkpoint_every and (done % config.checkpoint_every == 0
+                                                                   or done == config.iterations):
+            run.checkpoint(ckpt_path)
+    bar.close()
+    final = run.method.final_windows(run.ctx).detach()
+    best = run.best
+    chosen = best["windows"] if best["windows"] is not None else final
+    return DistillResult(windows=chosen.cpu(), final_windows=final.cpu(),
+                         best_iteration=best["iteration"] if best["windows"] is not None else config.iterations,
+                         best_val_mse=best["val"] if best["windows"] is not None else None, history=run.history,
+                         val_history=run.val_history, seconds=time.perf_counter() - t0, resumed_from=resumed_from)

@@ -1,0 +1,100 @@
+"""Command line smoke tests on the built-in generated dataset (tiny settings)."""
+import csv
+import json
+import subprocess
+import sys
+import pathlib
+
+import pytest
+import torch
+
+from ddtime.cli import main
+from ddtime.distill import load_synthetic
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--seq-len", "24", "--pred-len", "12", "--samples", "4", "--iterations", "3", "--num-experts", "2",
+        "--expert-epochs", "3", "--students", "2", "--eval-epochs", "3", "--full-epochs", "1", "--select-every", "2",
+        "--checkpoint-every", "1", "--method-option", "syn_steps=3", "--loss-impl", "reference", "--threads", "1",
+        "--quiet"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["distill", "--out", str(out), "--method", "datm", "--condtsf", "--ddtime", *TINY]) == 0
+    return out
+
+
+def test_distill_writes_results_synthetic_set_and_plots(distilled):
+    results = json.loads((distilled / "results.json").read_text())
+    for key in ("settings", "test_mse", "test_mae", "test_mse_std", "full_data_test_mse", "random_subset_test_mse",
+                "seconds"):
+        assert key in results
+    assert results["settings"]["method"] == "datm" and results["settings"]["condtsf"] and results["settings"]["ddtime"]
+    assert results["test_mse"] > 0 and results["best_iteration"] in (2, 3)
+    windows, meta = load_synthetic(distilled / "synthetic.safetensors")
+    assert windows.shape == (4, 7, 36) and meta["method"] == "datm" and meta["protocol"] == "standard"
+    for name in ("windows.png", "spectra.png", "loss.png"):
+        assert (distilled / name).read_bytes()[:4] == b"\x89PNG"
+    assert (distilled / "experts" / "manifest.json").exists()
+    assert len(json.loads((distilled / "history.json").read_text())) == 3 * 2
+
+
+def test_resume_of_a_finished_run_changes_nothing(distilled, tmp_path):
+    before, _ = load_synthetic(distilled / "synthetic.safetensors")
+    assert main(["distill", "--out", str(distilled), "--method", "datm", "--condtsf", "--ddtime", "--resume",
+                 *TINY]) == 0
+    after, _ = load_synthetic(distilled / "synthetic.safetensors")
+    assert torch.equal(before, after)
+
+
+def test_evaluate_subcommand(distilled, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--synthetic", str(distilled / "synthetic.safetensors"), "--models", "dlinear,linear",
+                 "--students", "1", "--eval-epochs", "2", "--no-baselines", "--out", str(out), "--quiet"]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["seq_len"] == 24 and set(saved["results"]) == {"dlinear", "linear"}
+    assert "synthetic MSE" in capsys.readouterr().out
+
+
+def test_compare_writes_tables(tmp_path):
+    assert main(["compare", "--out", str(tmp_path), "--methods", "dm,mtt", "--variants", "base,ddtime", *TINY]) == 0
+    rows = list(csv.DictReader((tmp_path / "compare.csv").open()))
+    assert [(r["method"], r["variant"]) for r in rows] == [("dm", "base"), ("dm", "ddtime"), ("mtt", "base"),
+                                                           ("mtt", "ddtime")]
+    for r in rows:
+        base = next(b for b in rows if b["method"] == r["method"] and b["variant"] == "base")
+        gain = (float(base["test_mse"]) - float(r["test_mse"])) / float(base["test_mse"])
+        assert float(r["gain_mse"]) == pytest.approx(gain)
+    assert "Average relative gain" in (tmp_path / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["distill", "--samples", "0"], "--samples"),
+    (["distill", "--alpha", "1.5"], "--alpha"),
+    (["distill", "--method", "nope"], "--method"),
+    (["distill", "--method-option", "syn_steps"], "--method-option"),
+    (["distill", "--method-option", "bogus=1", "--out", "unused"], "--method-option"),
+    (["compare", "--methods", "mtt,nope"], "--methods"),
+    (["distill", "--eval-models", "dlinear,nope"], "--eval-models"),
+])
+def test_errors_name_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_python_m_ddtime_help():
+    proc = subprocess.run([sys.executable, "-m", "ddtime", "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0
+    for sub in ("experts", "distill", "evaluate", "compare"):
+        assert sub in proc.stdout

@@ -1,0 +1,90 @@
+"""ddtime.evaluate: student recipes, students trained on a synthetic set, references."""
+import pytest
+import torch
+
+import ddtime.data
+from ddtime.evaluate import (evaluate_synthetic, full_data_baseline, make_validator, random_subset, student_recipe,
+                             train_students, validation_windows)
+
+SEQ, PRED = 24, 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ddtime.data.load_forecasting(None, seq_len=SEQ, pred_len=PRED)
+
+
+@pytest.fixture(scope="module")
+def condtsf_data():
+    return ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED)
+
+
+def test_recipes_follow_the_spec():
+    condtsf = student_recipe("condtsf")
+    assert (condtsf["optimizer"], condtsf["lr"], condtsf["momentum"], condtsf["batch_size"], condtsf["epochs"]) == \
+        ("sgd", 1e-4, 0.9, 64, 250)
+    standard = student_recipe("standard", epochs=7, lr=0.01)
+    assert standard["optimizer"] == "adam" and standard["patience"] and standard["epochs"] == 7
+    assert standard["lr"] == 0.01
+    with pytest.raises(ValueError, match="protocol"):
+        student_recipe("other")
+    with pytest.raises(ValueError, match="epochs"):
+        student_recipe("standard", epochs=0)
+
+
+def test_validation_never_uses_test(data, condtsf_data):
+    assert torch.equal(validation_windows(data), data.windows("val"))
+    train = condtsf_data.windows("train")
+    val = validation_windows(condtsf_data)
+    assert val.shape[0] == train.shape[0] // 10 and torch.equal(val, train[-val.shape[0]:])
+
+
+def test_students_mean_std_and_determinism(data):
+    windows = random_subset(data, 8, seed=0)
+    recipe = student_recipe("standard", epochs=5)
+    a = train_students(windows, data, num_students=3, recipe=recipe, seed=0)
+    b = train_students(windows, data, num_students=3, recipe=recipe, seed=0)
+    assert a == b
+    mses = [r["test_mse"] for r in a["runs"]]
+    assert a["test_mse"] == pytest.approx(sum(mses) / 3)
+    assert a["test_mse_std"] > 0 and a["test_mae"] > 0
+    with pytest.raises(ValueError, match="num_students"):
+        train_students(windows, data, num_students=0, recipe=recipe)
+
+
+def test_more_data_and_real_training_help(data):
+    recipe = student_recipe("standard", epochs=30)
+    tiny = train_students(random_subset(data, 4, seed=0), data, num_students=1, recipe=recipe)
+    full = full_data_baseline(data, epochs=2)
+    assert full["test_mse"] < tiny["test_mse"]
+
+
+def test_validator_and_random_subset(data):
+    score = make_validator(data, recipe=student_recipe("standard", epochs=3))
+    windows = random_subset(data, 6, seed=1)
+    assert windows.shape == (6, data.n_channels, SEQ + PRED)
+    assert score(windows) == score(windows) > 0
+    assert not torch.equal(windows, random_subset(data, 6, seed=2))
+    with pytest.raises(ValueError, match="size"):
+        random_subset(data, 10**9)
+
+
+def test_evaluate_synthetic_across_architectures(condtsf_data):
+    windows = random_subset(condtsf_data, 6, seed=0)
+    recipe = student_recipe("condtsf", epochs=3)
+    out = evaluate_synthetic(windows, condtsf_data, models=("dlinear", "mlp"), num_students=2, recipe=recipe,
+                             full_epochs=1)
+    assert set(out) == {"dlinear", "mlp"}
+    for entry in out.values():
+        assert set(entry) == {"synthetic", "random_subset", "full_data"}
+        assert len(entry["synthetic"]["runs"]) == 2
+    with pytest.raises(ValueError, match="windows"):
+        evaluate_synthetic(torch.zeros(2, 3, SEQ + PRED), condtsf_data)
