@@ -12,7 +12,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "cpu/fft.h"
 #include "cpu/spectral_kernels.h"
@@ -64,6 +69,23 @@ void for_each_element(const SeriesLayout& layout, int64_t length, int64_t first,
 
 int64_t grain_blocks(int64_t length, int64_t lanes) {
   return std::max<int64_t>(1, kGrainElements / (length * lanes));
+}
+
+// A fresh output tensor. Its pages are first touched by these kernels; on Linux large outputs ask for
+// transparent huge pages, since faulting in 4 KiB pages otherwise costs more than the kernel itself
+// (c10 does the same for every allocation when THP_MEM_ALLOC_ENABLE=1). The advice is best effort.
+Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  Tensor out = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHugePage = uintptr_t(1) << 21;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t last = (begin + out.nbytes()) & ~(kHugePage - 1);
+  if (out.nbytes() >= 4 * kHugePage && last > first) {
+    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  }
+#endif
+  return out;
 }
 
 // 64-byte aligned scratch of one thread, carved into consecutive buffers of whole vectors.
@@ -268,7 +290,7 @@ std::tuple<Tensor, Tensor> value_loss_fused_cpu(const Tensor& input, const Tenso
   std::vector<int64_t> rows_shape = input.sizes().vec();
   rows_shape.erase(rows_shape.begin() + dim);
   Tensor rows = at::empty(rows_shape, input.options().dtype(at::toOpMathType(input.scalar_type())));
-  Tensor grad = compute_grad ? at::empty(input.sizes(), input.options()) : at::empty({0}, input.options());
+  Tensor grad = compute_grad ? empty_output(input.sizes(), input.options()) : at::empty({0}, input.options());
   if (input.numel() == 0) return {rows, grad};
   const Tensor x = input.contiguous(), y = target.contiguous();
   const SeriesLayout layout(input.sizes(), dim);
@@ -289,7 +311,7 @@ Tensor value_loss_backward_cpu(const Tensor& grad_rows, const Tensor& grad, int6
                     ", got ", grad_rows.sizes());
   TORCH_CHECK_VALUE(grad_rows.device() == grad.device(), "ddtime::value_loss_backward: grad_rows must be on the ",
                     "device of grad (", grad.device(), "), got ", grad_rows.device());
-  Tensor out = at::empty(grad.sizes(), grad.options());
+  Tensor out = empty_output(grad.sizes(), grad.options());
   if (grad.numel() == 0) return out;
   const Tensor rows = grad_rows.to(at::toOpMathType(grad.scalar_type())).contiguous();
   const Tensor g = grad.contiguous();
@@ -306,8 +328,8 @@ std::tuple<Tensor, Tensor> frequency_alignment_bins_cpu(const Tensor& input, con
   const std::vector<int64_t> shape = resized(input.sizes(), dim, bins);
   std::vector<int64_t> phase_shape = shape;
   phase_shape.push_back(2);
-  Tensor modulus = at::empty(shape, input.options());
-  Tensor phase = at::empty(phase_shape, input.options().dtype(at::toOpMathType(input.scalar_type())));
+  Tensor modulus = empty_output(shape, input.options());
+  Tensor phase = empty_output(phase_shape, input.options().dtype(at::toOpMathType(input.scalar_type())));
   if (input.numel() == 0) return {modulus, phase};
   const Tensor x = input.contiguous(), y = target.contiguous();
   const SeriesLayout layout(input.sizes(), dim);
@@ -333,7 +355,7 @@ Tensor frequency_alignment_bins_backward_cpu(const Tensor& grad_modulus, const T
                     phase.sizes());
   TORCH_CHECK_VALUE(phase.device() == grad_modulus.device(), "ddtime::", op, ": phase must be on the device of ",
                     "grad_modulus (", grad_modulus.device(), "), got ", phase.device());
-  Tensor grad = at::empty(resized(grad_modulus.sizes(), dim, length), grad_modulus.options());
+  Tensor grad = empty_output(resized(grad_modulus.sizes(), dim, length), grad_modulus.options());
   if (grad.numel() == 0) return grad;
   const Tensor gm = grad_modulus.contiguous();
   const Tensor ph = phase.to(at::toOpMathType(grad_modulus.scalar_type())).contiguous();
