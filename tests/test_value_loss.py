@@ -117,6 +117,29 @@ def test_radices_and_bluestein_lengths(length):
         assert_rel_close(gx, rx, F32_GRAD_RTOL, f"H={length}")
 
 
+@pytest.mark.parametrize("shape", [(40, 97), (33, 21), (16, 1), (17, 2), (2, 24, 720)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_full_and_partial_blocks(shape, dtype):
+    """Row counts around the SIMD block size (16 float / 8 double series) and ragged lengths."""
+    x, y = pair(shape, dtype, seed=sum(shape))
+    rtol = F32_VALUE_RTOL if dtype == torch.float32 else 1e-12
+    out, gx, _ = grads(ddtime.value_loss, x, y, alpha=0.8, reduction="none")
+    ref, rx, _ = grads(value_loss_reference, x.double(), y.double(), alpha=0.8, reduction="none")
+    torch.testing.assert_close(out.double(), ref, rtol=rtol, atol=0.0)
+    assert_rel_close(gx, rx, F32_GRAD_RTOL if dtype == torch.float32 else 1e-10, "grad")
+    modulus, phase = ops.frequency_alignment_bins(x, y, x.dim() - 1)
+    spectrum = torch.fft.rfft((x - y).double(), dim=-1)
+    assert_rel_close(modulus, spectrum.abs(), rtol, "modulus")
+    assert_rel_close(torch.view_as_complex(phase.double()) * modulus.double(), spectrum, 10 * rtol, "phase")
+    gm = torch.randn(modulus.shape, generator=gen(1), dtype=dtype)
+    back = ops.frequency_alignment_bins_backward(gm, phase, x.dim() - 1, x.shape[-1])
+    leaf = x.double().requires_grad_()
+    (expected,) = torch.autograd.grad(
+        frequency_alignment_loss_reference(leaf, y.double(), reduction="none"), leaf, gm.double()
+    )
+    assert_rel_close(back, expected, F32_GRAD_RTOL if dtype == torch.float32 else 1e-10, "bins backward")
+
+
 @pytest.mark.parametrize("scale", [1e4, 1e-6])
 @pytest.mark.parametrize("alpha", [None, 0.8])
 def test_extreme_magnitudes(scale, alpha):
@@ -414,23 +437,31 @@ def test_functional_doctests():
 ISA_CHECK = textwrap.dedent(
     """
     import sys, torch, ddtime
-    from ddtime.reference import value_loss_reference
+    from ddtime.reference import frequency_alignment_loss_reference, value_loss_reference
     want = sys.argv[1]
     if torch.backends.cpu.get_cpu_capability() != want:
         print("unavailable"); sys.exit(0)
     g = torch.Generator().manual_seed(0)
+
+    def rel(a, b):
+        return ((a.double() - b).abs().max() / b.abs().max()).item()
+
     worst = 0.0
     for h in (1, 2, 7, 96, 97, 143, 336, 719):
-        x, y = torch.randn(2, 3, h, generator=g), torch.randn(2, 3, h, generator=g)
+        x, y = torch.randn(2, 9, h, generator=g), torch.randn(2, 9, h, generator=g)
         for t in (torch.float32, torch.float64):
-            a = x.to(t).detach().clone().requires_grad_()
-            out = ddtime.value_loss(a, y.to(t), alpha=0.7, reduction="sum")
-            out.backward()
-            b = x.double().requires_grad_()
-            ref = value_loss_reference(b, y.double(), alpha=0.7, reduction="sum")
-            ref.backward()
-            worst = max(worst, abs(out.item() - ref.item()) / ref.item(),
-                        ((a.grad.double() - b.grad).abs().max() / b.grad.abs().max()).item() / 10)
+            for fused, reference, kw in (
+                (ddtime.value_loss, value_loss_reference, dict(alpha=0.7, reduction="none")),
+                (ddtime.frequency_alignment_loss, frequency_alignment_loss_reference, dict(reduction="none")),
+            ):
+                a = x.to(t).detach().clone().requires_grad_()
+                out = fused(a, y.to(t), **kw)
+                weights = torch.rand(out.shape, generator=g, dtype=torch.float64)
+                out.backward(weights.to(t))
+                b = x.double().requires_grad_()
+                ref = reference(b, y.double(), **kw)
+                ref.backward(weights)
+                worst = max(worst, rel(out, ref), rel(a.grad, b.grad) / 10)
     print(worst)
     """
 )

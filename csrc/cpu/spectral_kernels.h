@@ -27,6 +27,11 @@ struct Kernels {
   // spectrum: [F] complex scratch.
   void (*bins_backward)(const fft::RealPlan<T>& plan, const T* grad_modulus, const T* phase, T* grad,
                         T* spectrum, T* work);
+  // count <= lanes consecutive rows of `length` values (row r at x + r * length), as x - y (x when y
+  // is null) -> out: [length] (lanes beyond count are zero).
+  void (*load_rows)(const T* x, const T* y, int64_t length, int64_t count, T* out);
+  // in: [length] -> count consecutive rows of `length` values at out.
+  void (*store_rows)(const T* in, int64_t length, int64_t count, T* out);
 };
 
 template <class T>

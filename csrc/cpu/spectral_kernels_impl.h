@@ -38,15 +38,20 @@ inline VecD vsqrt(VecD x) {
 #endif
 }
 
+typedef int32_t IndexF __attribute__((vector_size(DDTIME_VECTOR_BYTES)));
+typedef int64_t IndexD __attribute__((vector_size(DDTIME_VECTOR_BYTES)));
+
 template <class T>
 struct LaneVec;
 template <>
 struct LaneVec<float> {
   using type = VecF;
+  using index = IndexF;
 };
 template <>
 struct LaneVec<double> {
   using type = VecD;
+  using index = IndexD;
 };
 
 // A complex number per lane.
@@ -90,6 +95,8 @@ struct Spectral {
   using V = typename LaneVec<T>::type;
   using C = Cx<V>;
   static constexpr int kLanes = int(sizeof(V) / sizeof(T));
+
+  using Index = typename LaneVec<T>::index;
 
   static C load(const V* p, int64_t e) { return {p[2 * e], p[2 * e + 1]}; }
   static void store(V* p, int64_t e, C z) {
@@ -398,5 +405,75 @@ struct Spectral {
     synthesize(plan, spectrum, reinterpret_cast<V*>(grad_), a, b);
   }
 
-  static Kernels<T> table(const char* isa) { return {kLanes, isa, &value, &bins, &bins_backward}; }
+  // ---- rows <-> lanes ------------------------------------------------------------------------
+  // In-register transpose of kLanes x kLanes values: each stage b swaps bit b of the row index
+  // with bit b of the column index (two-input shuffles with constant masks).
+  template <int B>
+  static void transpose_stage(V* r) {
+    Index lo, hi;
+    for (int j = 0; j < kLanes; ++j) {
+      lo[j] = (j & B) ? kLanes + j - B : j;
+      hi[j] = (j & B) ? kLanes + j : j + B;
+    }
+    for (int i = 0; i < kLanes; ++i) {
+      if (i & B) continue;
+      const V a = r[i], c = r[i + B];
+      r[i] = __builtin_shuffle(a, c, lo);
+      r[i + B] = __builtin_shuffle(a, c, hi);
+    }
+  }
+
+  static void transpose(V* r) {
+    if constexpr (kLanes >= 16) transpose_stage<8>(r);
+    if constexpr (kLanes >= 8) transpose_stage<4>(r);
+    if constexpr (kLanes >= 4) transpose_stage<2>(r);
+    transpose_stage<1>(r);
+  }
+
+  static V load_unaligned(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+
+  static void load_rows(const T* x, const T* y, int64_t length, int64_t count, T* out_) {
+    V* out = reinterpret_cast<V*>(out_);
+    int64_t t0 = 0;
+    if (count == kLanes) {
+      for (; t0 + kLanes <= length; t0 += kLanes) {
+        V r[kLanes];
+        for (int l = 0; l < kLanes; ++l) {
+          r[l] = load_unaligned(x + l * length + t0);
+          if (y) r[l] -= load_unaligned(y + l * length + t0);
+        }
+        transpose(r);
+        for (int j = 0; j < kLanes; ++j) out[t0 + j] = r[j];
+      }
+    }
+    for (int64_t t = t0; t < length; ++t) {
+      V v{};
+      for (int64_t l = 0; l < count; ++l) v[l] = y ? x[l * length + t] - y[l * length + t] : x[l * length + t];
+      out[t] = v;
+    }
+  }
+
+  static void store_rows(const T* in_, int64_t length, int64_t count, T* out) {
+    const V* in = reinterpret_cast<const V*>(in_);
+    int64_t t0 = 0;
+    if (count == kLanes) {
+      for (; t0 + kLanes <= length; t0 += kLanes) {
+        V r[kLanes];
+        for (int j = 0; j < kLanes; ++j) r[j] = in[t0 + j];
+        transpose(r);
+        for (int l = 0; l < kLanes; ++l) std::memcpy(out + l * length + t0, &r[l], sizeof(V));
+      }
+    }
+    for (int64_t t = t0; t < length; ++t) {
+      for (int64_t l = 0; l < count; ++l) out[l * length + t] = in[t][l];
+    }
+  }
+
+  static Kernels<T> table(const char* isa) {
+    return {kLanes, isa, &value, &bins, &bins_backward, &load_rows, &store_rows};
+  }
 };

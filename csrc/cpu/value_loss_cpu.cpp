@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -106,6 +107,71 @@ class Scratch {
   T* next_;
 };
 
+// Block buffer [length][lanes] <- x - y (x when y is null) of the series first .. first + count - 1;
+// padding lanes are zero. Rows of opmath values (inner == 1) go through the SIMD transposer.
+template <class scalar_t, class T>
+void gather(const spectral::Kernels<T>& kernels, const SeriesLayout& layout, int64_t length, int64_t first,
+            int64_t count, const scalar_t* x, const scalar_t* y, T* out) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    if (layout.inner == 1) {
+      kernels.load_rows(x + first * length, y ? y + first * length : nullptr, length, count, out);
+      return;
+    }
+  }
+  const int64_t lanes = kernels.lanes;
+  if (count < lanes) std::fill(out, out + length * lanes, T(0));
+  if (y) {
+    for_each_element(layout, length, first, count, [&](int64_t t, int64_t l, int64_t off) {
+      out[t * lanes + l] = static_cast<T>(x[off]) - static_cast<T>(y[off]);
+    });
+  } else {
+    for_each_element(layout, length, first, count, [&](int64_t t, int64_t l, int64_t off) {
+      out[t * lanes + l] = static_cast<T>(x[off]);
+    });
+  }
+}
+
+// The series first .. first + count - 1 of out <- block buffer [length][lanes].
+template <class scalar_t, class T>
+void scatter(const spectral::Kernels<T>& kernels, const SeriesLayout& layout, int64_t length, int64_t first,
+             int64_t count, const T* in, scalar_t* out) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    if (layout.inner == 1) {
+      kernels.store_rows(in, length, count, out + first * length);
+      return;
+    }
+  }
+  const int64_t lanes = kernels.lanes;
+  for_each_element(layout, length, first, count, [&](int64_t t, int64_t l, int64_t off) {
+    out[off] = static_cast<scalar_t>(in[t * lanes + l]);
+  });
+}
+
+// Phases are [outer, F, inner, 2]: with inner == 1 a series is one row of 2F values; otherwise the
+// (cos, sin) pairs of a bin sit side by side, `inner` pairs apart from the next bin.
+template <class T>
+void gather_phase(const spectral::Kernels<T>& kernels, const SeriesLayout& layout, int64_t bins, int64_t first,
+                  int64_t count, const T* phase, T* out) {
+  if (layout.inner == 1) return kernels.load_rows(phase + 2 * first * bins, nullptr, 2 * bins, count, out);
+  const int64_t lanes = kernels.lanes;
+  if (count < lanes) std::fill(out, out + 2 * bins * lanes, T(0));
+  for_each_element(layout, bins, first, count, [&](int64_t k, int64_t l, int64_t off) {
+    out[2 * k * lanes + l] = phase[2 * off];
+    out[(2 * k + 1) * lanes + l] = phase[2 * off + 1];
+  });
+}
+
+template <class T>
+void scatter_phase(const spectral::Kernels<T>& kernels, const SeriesLayout& layout, int64_t bins, int64_t first,
+                   int64_t count, const T* in, T* phase) {
+  if (layout.inner == 1) return kernels.store_rows(in, 2 * bins, count, phase + 2 * first * bins);
+  const int64_t lanes = kernels.lanes;
+  for_each_element(layout, bins, first, count, [&](int64_t k, int64_t l, int64_t off) {
+    phase[2 * off] = in[2 * k * lanes + l];
+    phase[2 * off + 1] = in[(2 * k + 1) * lanes + l];
+  });
+}
+
 template <class scalar_t>
 void value_loss_kernel(const Tensor& input, const Tensor& target, double alpha, const SeriesLayout& layout,
                        int64_t length, Tensor& rows, Tensor* grad) {
@@ -129,17 +195,10 @@ void value_loss_kernel(const Tensor& input, const Tensor& target, double alpha, 
     T* buffers = scratch.take(work);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * lanes, count = std::min(lanes, series - first);
-      if (count < lanes) std::fill(d, d + H * lanes, T(0));
-      for_each_element(layout, H, first, count, [&](int64_t t, int64_t l, int64_t off) {
-        d[t * lanes + l] = static_cast<T>(x[off]) - static_cast<T>(y[off]);
-      });
+      gather(kernels, layout, H, first, count, x, y, d);
       kernels.value(plan, d, static_cast<T>(alpha), block_rows, grad_out ? g : nullptr, spectrum, buffers);
       std::copy(block_rows, block_rows + count, rows_out + first);
-      if (grad_out) {
-        for_each_element(layout, H, first, count, [&](int64_t t, int64_t l, int64_t off) {
-          grad_out[off] = static_cast<scalar_t>(g[t * lanes + l]);
-        });
-      }
+      if (grad_out) scatter(kernels, layout, H, first, count, g, grad_out);
     }
   });
 }
@@ -166,16 +225,10 @@ void bins_kernel(const Tensor& input, const Tensor& target, const SeriesLayout& 
     T* buffers = scratch.take(work);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * lanes, count = std::min(lanes, series - first);
-      if (count < lanes) std::fill(d, d + H * lanes, T(0));
-      for_each_element(layout, H, first, count, [&](int64_t t, int64_t l, int64_t off) {
-        d[t * lanes + l] = static_cast<T>(x[off]) - static_cast<T>(y[off]);
-      });
+      gather(kernels, layout, H, first, count, x, y, d);
       kernels.bins(plan, d, mod, unit, buffers);
-      for_each_element(layout, F, first, count, [&](int64_t k, int64_t l, int64_t off) {
-        modulus_out[off] = static_cast<scalar_t>(mod[k * lanes + l]);
-        phase_out[2 * off] = unit[2 * k * lanes + l];
-        phase_out[2 * off + 1] = unit[(2 * k + 1) * lanes + l];
-      });
+      scatter(kernels, layout, F, first, count, mod, modulus_out);
+      scatter_phase(kernels, layout, F, first, count, unit, phase_out);
     }
   });
 }
@@ -202,19 +255,10 @@ void bins_backward_kernel(const Tensor& grad_modulus, const Tensor& phase, const
     T* buffers = scratch.take(work);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * lanes, count = std::min(lanes, series - first);
-      if (count < lanes) {
-        std::fill(g, g + F * lanes, T(0));
-        std::fill(unit, unit + 2 * F * lanes, T(0));
-      }
-      for_each_element(layout, F, first, count, [&](int64_t k, int64_t l, int64_t off) {
-        g[k * lanes + l] = static_cast<T>(gm[off]);
-        unit[2 * k * lanes + l] = ph[2 * off];
-        unit[(2 * k + 1) * lanes + l] = ph[2 * off + 1];
-      });
+      gather<scalar_t, T>(kernels, layout, F, first, count, gm, nullptr, g);
+      gather_phase(kernels, layout, F, first, count, ph, unit);
       kernels.bins_backward(plan, g, unit, out, spectrum, buffers);
-      for_each_element(layout, H, first, count, [&](int64_t t, int64_t l, int64_t off) {
-        grad_out[off] = static_cast<scalar_t>(out[t * lanes + l]);
-      });
+      scatter(kernels, layout, H, first, count, out, grad_out);
     }
   });
 }
@@ -234,6 +278,11 @@ void scale_rows_kernel(const Tensor& rows, const Tensor& grad, const SeriesLayou
       const T* rs = r + s * inner;
       const scalar_t* gs = g + s * slab;
       scalar_t* os = o + s * slab;
+      if (inner == 1) {
+        const T scale = rs[0];
+        for (int64_t t = 0; t < length; ++t) os[t] = static_cast<scalar_t>(scale * static_cast<T>(gs[t]));
+        continue;
+      }
       for (int64_t t = 0; t < length; ++t) {
         for (int64_t i = 0; i < inner; ++i) {
           os[t * inner + i] = static_cast<scalar_t>(rs[i] * static_cast<T>(gs[t * inner + i]));
