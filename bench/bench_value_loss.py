@@ -2,7 +2,9 @@
 
     python -m pytest bench/bench_value_loss.py --benchmark-enable -p no:cacheprovider
 
-writes bench/results/value_loss_cpu.{json,md} (times, speed-ups, peak tensor memory, machine).
+writes bench/results/value_loss_cpu.{json,md} (times, speed-ups, peak tensor memory, machine);
+with THP_MEM_ALLOC_ENABLE=1 (c10 then backs every large tensor with transparent huge pages, which
+removes most page-fault time from all three variants) the files are value_loss_cpu_thp.{json,md}.
 Without --benchmark-enable (the project default) every case runs once as a smoke test and no result
 file is written.
 
@@ -10,6 +12,8 @@ Cases: forecasts [B, N, H] in float32, alpha 0.8, dim -1, mean reduction. "forwa
 on inputs without grad; "forward+backward" has the student require grad (the teacher detached, as in
 DDTime) and runs loss.backward(), the student's .grad cleared before each round.
 """
+import os
+
 import pytest
 import torch
 from results_writer import peak_tensor_bytes, write_comparison
@@ -24,6 +28,8 @@ MODES = ("forward", "forward+backward")
 
 RECORDS = []
 _COMPILED = []
+# one compiled function serves 4 shapes x 2 grad modes, each a static-shape specialisation
+torch._dynamo.config.recompile_limit = 64
 
 
 def loss_function(variant):
@@ -32,7 +38,7 @@ def loss_function(variant):
     if variant == "eager":
         return value_loss_reference
     if not _COMPILED:
-        _COMPILED.append(torch.compile(value_loss_reference, fullgraph=True))
+        _COMPILED.append(torch.compile(value_loss_reference, fullgraph=True, dynamic=False))
     return _COMPILED[0]
 
 
@@ -41,7 +47,7 @@ def results_file():
     yield
     if RECORDS:
         write_comparison(
-            "value_loss_cpu",
+            "value_loss_cpu_thp" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "value_loss_cpu",
             RECORDS,
             baseline="fused",
             others=["eager", "compiled"],
@@ -49,7 +55,7 @@ def results_file():
             notes=(
                 "float32 [B, N, H], alpha 0.8, dim -1, mean reduction. eager = "
                 "ddtime.reference.value_loss_reference, compiled = torch.compile(value_loss_reference, "
-                "fullgraph=True). forward+backward: the student requires grad, the teacher does not. "
+                "fullgraph=True, dynamic=False) (Inductor). forward+backward: the student requires grad, the teacher does not. "
                 "Speed-ups are min(other) / min(fused). Peak MB: largest CPU tensor memory allocated at once "
                 "during one call, from torch.profiler memory events (inputs excluded)."
             ),
