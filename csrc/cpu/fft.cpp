@@ -40,9 +40,9 @@ void transform_pow2(std::vector<Complex>& x) {
     if (i < j) std::swap(x[i], x[j]);
   }
   for (int64_t len = 2; len <= n; len <<= 1) {
-    for (int64_t start = 0; start < n; start += len) {
-      for (int64_t k = 0; k < len / 2; ++k) {
-        const Complex w = unit_root(k, len);
+    for (int64_t k = 0; k < len / 2; ++k) {
+      const Complex w = unit_root(k, len);
+      for (int64_t start = 0; start < n; start += len) {
         const Complex a = x[start + k];
         const Complex b = x[start + k + len / 2] * w;
         x[start + k] = a + b;
@@ -50,6 +50,29 @@ void transform_pow2(std::vector<Complex>& x) {
       }
     }
   }
+}
+
+// The radices of a direct plan of `size` points in pass order (4s, a 2, then odd primes), or an
+// empty list when `size` has a prime factor above kMaxDirectRadix (and for size 1).
+std::vector<int> factorize(int64_t size) {
+  std::vector<int> radices;
+  int64_t rest = size;
+  while (rest % 4 == 0) {
+    radices.push_back(4);
+    rest /= 4;
+  }
+  if (rest % 2 == 0) {
+    radices.push_back(2);
+    rest /= 2;
+  }
+  for (int p = 3; p <= kMaxDirectRadix && rest > 1; p += 2) {
+    while (rest % p == 0) {
+      radices.push_back(p);
+      rest /= p;
+    }
+  }
+  if (rest > 1) radices.clear();
+  return radices;
 }
 
 template <class T>
@@ -123,27 +146,6 @@ std::shared_ptr<const RealPlan<T>> make_real_plan(int64_t length) {
 }
 
 }  // namespace
-
-std::vector<int> factorize(int64_t size) {
-  std::vector<int> radices;
-  int64_t rest = size;
-  while (rest % 4 == 0) {
-    radices.push_back(4);
-    rest /= 4;
-  }
-  if (rest % 2 == 0) {
-    radices.push_back(2);
-    rest /= 2;
-  }
-  for (int p = 3; p <= kMaxDirectRadix && rest > 1; p += 2) {
-    while (rest % p == 0) {
-      radices.push_back(p);
-      rest /= p;
-    }
-  }
-  if (rest > 1) radices.clear();
-  return radices;
-}
 
 template <class T>
 std::shared_ptr<const RealPlan<T>> real_plan(int64_t length) {

@@ -58,8 +58,4 @@ struct RealPlan {
 template <class T>
 std::shared_ptr<const RealPlan<T>> real_plan(int64_t length);
 
-// The radices of a direct plan of `size` points in pass order, or an empty list when `size` has a
-// prime factor above kMaxDirectRadix (and for size 1).
-std::vector<int> factorize(int64_t size);
-
 }  // namespace ddtime::fft
