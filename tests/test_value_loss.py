@@ -220,16 +220,21 @@ def test_gradient_reaches_an_expanded_leaf():
 
 
 def test_thread_count_does_not_change_results():
-    x, y = pair((64, 7, 96), seed=11)
+    """Large enough (3584 series) for the kernels to split the work over threads."""
+    x, y = pair((512, 7, 96), seed=11)
+    rows = torch.rand(512, 7, generator=gen(12))
     threads = torch.get_num_threads()
+    results = []
     try:
-        torch.set_num_threads(1)
-        one = ops.value_loss_fused(x, y, 0.8, 2, True)
-        torch.set_num_threads(max(2, threads))
-        many = ops.value_loss_fused(x, y, 0.8, 2, True)
+        for n in (1, max(2, threads)):
+            torch.set_num_threads(n)
+            value = ops.value_loss_fused(x, y, 0.8, 2, True)
+            bins = ops.frequency_alignment_bins(x, y, 2)
+            results.append(value + bins + (ops.value_loss_backward(rows, value[1], 2),))
     finally:
         torch.set_num_threads(threads)
-    torch.testing.assert_close(one, many, rtol=0, atol=0)
+    for one, many in zip(*results):
+        torch.testing.assert_close(one, many, rtol=0, atol=0)
 
 
 # ---- half precision -----------------------------------------------------------------------------

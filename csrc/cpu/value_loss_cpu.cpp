@@ -29,7 +29,10 @@ namespace {
 using at::Tensor;
 
 constexpr int64_t kMaxLanes = 16;           // 64-byte vectors of float
-constexpr int64_t kGrainElements = 1 << 15;  // work below this many elements stays on one thread
+// Work below this many elements per thread stays on one thread (~0.1-0.2 ms of kernel time). An
+// OpenMP fork/join waits for every worker: on a loaded machine a descheduled worker stalls the call
+// for a whole scheduler slice (~10 ms measured), which small calls cannot amortise.
+constexpr int64_t kGrainElements = 1 << 18;
 
 // A contiguous tensor seen as [outer, length, inner] around `dim`: series r = (r / inner, r % inner),
 // its element t at start(r, length) + t * inner.
