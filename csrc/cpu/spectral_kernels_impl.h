@@ -323,7 +323,7 @@ struct Spectral {
     return true;
   }
 
-  // bins_fast with |D| from std::hypot in double: exact for any finite spectrum.
+  // bins_fast with |D| from std::hypot in double: accurate for any finite spectrum.
   static void bins_exact(V* spectrum, int64_t F, T coef, V* modulus, V& sum) {
     sum = V{};
     for (int l = 0; l < kLanes; ++l) {

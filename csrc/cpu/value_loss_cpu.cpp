@@ -57,6 +57,7 @@ void for_each_element(const SeriesLayout& layout, int64_t length, int64_t first,
     }
     return;
   }
+  TORCH_INTERNAL_ASSERT_DEBUG_ONLY(count <= kMaxLanes);
   int64_t base[kMaxLanes];
   for (int64_t l = 0; l < count; ++l) base[l] = layout.start(first + l, length);
   if (base[count - 1] - base[0] == count - 1) {  // the block lies inside one [length, inner] slab
