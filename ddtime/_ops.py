@@ -87,11 +87,14 @@ def _value_setup(ctx, inputs, output):
     _, _, _, dim, _ = inputs
     _, grad = output
     ctx.mark_non_differentiable(grad)
+    ctx.set_materialize_grads(False)  # no input-sized zeros for the non-differentiable output
     ctx.save_for_backward(grad)
     ctx.dim = dim
 
 
 def _value_backward(ctx, grad_rows, _):
+    if grad_rows is None:  # grads are not materialised: None means zero
+        return None, None, None, None, None
     (grad,) = ctx.saved_tensors
     if grad.numel() == 0:
         raise RuntimeError(_no_double_backward("value_loss_fused"))
@@ -107,11 +110,14 @@ def _bins_setup(ctx, inputs, output):
     input, _, dim = inputs
     _, phase = output
     ctx.mark_non_differentiable(phase)
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(phase)
     ctx.dim, ctx.length = dim, input.shape[dim]
 
 
 def _bins_backward(ctx, grad_modulus, _):
+    if grad_modulus is None:
+        return None, None, None
     (phase,) = ctx.saved_tensors
     g = ops.frequency_alignment_bins_backward(grad_modulus, phase, ctx.dim, ctx.length)
     need_input, need_target = ctx.needs_input_grad[:2]
@@ -139,11 +145,14 @@ def _isib_setup(ctx, inputs, output):
     x, tau = inputs
     _, D = output
     ctx.mark_non_differentiable(D)
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(D, x)
     ctx.tau = tau
 
 
 def _isib_backward(ctx, grad_loss, _):
+    if grad_loss is None:
+        return None, None
     D, x = ctx.saved_tensors
     return ops.isib_loss_backward(grad_loss, D, x, ctx.tau), None
 
