@@ -1,0 +1,217 @@
+"""ddtime.classification: digits loader, networks and their functional calls, expert trajectories,
+DM/TGDD loss terms against plain implementations, the distillation loop, evaluation."""
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+pytest.importorskip("sklearn")
+
+from ddtime.classification import (ClassificationData, ExpertTrajectories, build_network, distill,  # noqa: E402
+                                   evaluate_synthetic, load_digits, matching_loss, train_trajectories)
+from ddtime.classification.matching import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
+                                            default_alpha, mean_embedding_distance, tgdd_class_loss)
+from ddtime.classification.networks import flat_params, functional_embed, functional_logits  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(seed=0)
+
+
+@pytest.fixture(scope="module")
+def trajectories(digits):
+    return train_trajectories(digits, num_trajectories=2, epochs=3, batch_size=64, quiet=True)
+
+
+# --- data ---------------------------------------------------------------------------------------
+def test_digits_split(digits):
+    assert digits.train_x.shape == (1438, 1, 8, 8) and digits.test_x.shape == (359, 1, 8, 8)
+    assert digits.num_classes == 10 and digits.sample_shape == (1, 8, 8)
+    counts = torch.bincount(digits.train_y, minlength=10)
+    test_counts = torch.bincount(digits.test_y, minlength=10)
+    assert torch.all((test_counts.double() / (counts + test_counts) - 0.2).abs() < 0.01)
+    assert abs(float(digits.train_x.mean())) < 1e-4 and abs(float(digits.train_x.std()) - 1) < 1e-4
+    again, other = load_digits(seed=0), load_digits(seed=1)
+    assert torch.equal(again.train_x, digits.train_x)
+    assert not torch.equal(other.test_y, digits.test_y)
+    assert load_digits(flatten=True).train_x.shape == (1438, 64)
+
+
+def test_from_tensors_and_subset():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 5, generator=g), torch.arange(3).repeat(20)
+    data = ClassificationData.from_tensors(x, y, test_fraction=0.25, seed=3)
+    assert data.train_x.shape == (45, 5) and data.num_classes == 3
+    sx, sy = data.random_subset(4, seed=1)
+    assert sx.shape == (12, 5) and torch.equal(sy, torch.arange(3).repeat_interleave(4))
+    for row, label in zip(sx, sy):  # every picked sample is a training sample of its class
+        assert any(torch.equal(row, r) for r in data.train_x[data.train_y == label])
+    with pytest.raises(ValueError, match="per_class"):
+        data.random_subset(16)
+    with pytest.raises(TypeError, match="input_y"):
+        ClassificationData.from_tensors(x, y.float())
+    with pytest.raises(ValueError, match="input_x"):
+        ClassificationData.from_tensors(torch.randn(60, 2, 3), y)
+    with pytest.raises(ValueError, match="train_y"):
+        ClassificationData(x, y, x, y, num_classes=2)
+
+
+# --- networks -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch, shape, embed_dim", [("convnet", (1, 8, 8), 32 * 2 * 2), ("mlp", (64,), 128)])
+def test_networks_and_functional_calls(arch, shape, embed_dim):
+    net = build_network(arch, shape, 10, seed=0)
+    x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(1))
+    assert net.embed(x).shape == (5, embed_dim) and net(x).shape == (5, 10)
+    flat = flat_params(net)
+    torch.testing.assert_close(functional_logits(net, flat, x), net(x))
+    torch.testing.assert_close(functional_embed(net, flat, x), net.embed(x))
+    other = flat_params(build_network(arch, shape, 10, seed=1))
+    assert not torch.allclose(functional_logits(net, other, x), net(x))
+    assert torch.equal(flat_params(build_network(arch, shape, 10, seed=0)), flat)
+    with pytest.raises(ValueError, match="flat"):
+        functional_logits(net, flat[:-1], x)
+
+
+def test_convnet_blocks():
+    net = build_network("convnet", (1, 8, 8), 10, seed=0)
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds == ["Conv2d", "GroupNorm", "ReLU", "AvgPool2d"] * 2
+    assert all(m.num_groups == m.num_channels for m in net.features if isinstance(m, torch.nn.GroupNorm))
+    with pytest.raises(ValueError, match="depth"):
+        build_network("convnet", (1, 8, 8), 10, depth=4)
+    with pytest.raises(ValueError, match="arch"):
+        build_network("resnet", (1, 8, 8), 10)
+
+
+# --- trajectories -------------------------------------------------------------------------------
+def test_trajectories(trajectories, digits, tmp_path):
+    snaps = trajectories.snapshots
+    net = build_network("convnet", digits.sample_shape, 10, seed=0)
+    assert snaps.shape == (2, 4, flat_params(net).numel())
+    assert torch.equal(snaps[0, 0], flat_params(net))          # snapshot 0 = initial weights
+    assert not torch.equal(snaps[0, 0], snaps[1, 0])            # experts start from different weights
+    assert all(acc > 0.8 for acc in trajectories.test_acc)
+    path = tmp_path / "traj.safetensors"
+    trajectories.save(path)
+    loaded = ExpertTrajectories.load(path)
+    assert torch.equal(loaded.snapshots, snaps) and loaded.arch == "convnet"
+    assert loaded.test_acc == trajectories.test_acc
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match="traj.safetensors"):
+        ExpertTrajectories.load(path)
+
+
+# --- loss terms against plain implementations ---------------------------------------------------
+def test_mean_embedding_distance_plain():
+    g = torch.Generator().manual_seed(0)
+    real, syn = torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64)
+    plain = 0.0
+    for f in range(4):
+        mr = sum(float(real[i, f]) for i in range(7)) / 7
+        ms = sum(float(syn[i, f]) for i in range(3)) / 3
+        plain += (mr - ms) ** 2
+    assert math.isclose(float(mean_embedding_distance(real, syn)), plain, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="real, syn"):
+        mean_embedding_distance(real, syn[:, :3])
+
+
+def test_classwise_matching_and_constraint_plain():
+    g = torch.Generator().manual_seed(1)
+    real, real_y = torch.randn(30, 6, generator=g, dtype=torch.float64), torch.arange(3).repeat(10)
+    syn, syn_y = torch.randn(6, 6, generator=g, dtype=torch.float64), torch.tensor([0, 0, 1, 1, 2, 2])
+    plain = sum(float(((real[real_y == c].mean(0) - syn[syn_y == c].mean(0)) ** 2).sum()) for c in range(3))
+    assert math.isclose(float(classwise_matching_loss(real, real_y, syn, syn_y, 3)), plain, rel_tol=1e-12)
+    logits = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    ce_plain = -sum(float(logits[i, 2]) - math.log(sum(math.exp(float(v)) for v in logits[i])) for i in range(4)) / 4
+    assert math.isclose(float(constraint_cross_entropy(logits, 2)), ce_plain, rel_tol=1e-12)
+    total, match, ce = tgdd_class_loss(real[:10], syn[:2], logits, 2, alpha=2.5)
+    plain_total = float(mean_embedding_distance(real[:10], syn[:2])) + 2.5 * ce_plain
+    assert math.isclose(float(total), plain_total, rel_tol=1e-12)
+    assert default_alpha(1) == default_alpha(10) == 2.5 and default_alpha(11) == default_alpha(50) == 0.5
+
+
+def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
+    """The first TGDD update of class 0 equals plain SGD on ||mu_real - mu_syn||^2 + alpha * F / 2048 * CE."""
+    ipc, lr = 3, 0.1
+    net = trajectories.network()
+    result = distill(digits, ipc=ipc, method="tgdd", trajectories=trajectories, iterations=1, lr_per_sample=lr,
+                     batch_real=10_000, quiet=True)
+    # replay the run's random draws: trajectory, stage, expert stage
+    g = torch.Generator().manual_seed(0)
+    i = int(torch.randint(2, (1,), generator=g))
+    j = int(torch.randint(4, (1,), generator=g))
+    j2 = int(torch.randint(j, min(j + 6, 3) + 1, (1,), generator=g))
+    x0, _ = digits.random_subset(ipc, seed=0)
+    s = x0[:ipc].clone().requires_grad_(True)
+    real = digits.train_x[digits.train_y == 0]
+    enc, exp = trajectories.snapshots[i, j], trajectories.snapshots[i, j2]
+    match = ((functional_embed(net, enc, real).mean(0) - functional_embed(net, enc, s).mean(0)) ** 2).sum()
+    ce = F.cross_entropy(functional_logits(net, exp, s), torch.zeros(ipc, dtype=torch.int64))
+    weight = 2.5 * net.embed_dim / 2048             # alpha for a small set, rescaled to the 2048-feature reference
+    (match + weight * ce).backward()
+    expected = x0[:ipc] - lr * ipc * s.grad       # first SGD-momentum step: buffer = gradient
+    torch.testing.assert_close(result.x[:ipc], expected, rtol=1e-4, atol=1e-5)
+    assert result.settings["alpha"] == 2.5 and result.settings["constraint_weight"] == pytest.approx(weight)
+    assert result.settings["lr_per_class"] == lr * ipc
+    unscaled = distill(digits, ipc=ipc, method="tgdd", trajectories=trajectories, iterations=1, lr_per_sample=lr,
+                       alpha_reference_features=None, quiet=True)
+    assert unscaled.settings["constraint_weight"] == 2.5 and not torch.equal(unscaled.x, result.x)
+
+
+# --- distillation loop --------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["dm", "tgdd"])
+def test_few_iterations_reduce_matching_loss(method, digits, trajectories):
+    init_x, init_y = digits.random_subset(5, seed=0)
+    result = distill(digits, ipc=5, method=method, trajectories=trajectories, iterations=15, quiet=True)
+    assert result.x.shape == (50, 1, 8, 8) and torch.equal(result.y, init_y)
+    assert len(result.matching) == 15 and all(math.isfinite(v) for v in result.matching)
+    assert len(result.constraint) == (15 if method == "tgdd" else 0)
+    net = trajectories.network()
+    if method == "tgdd":
+        encoders = [trajectories.snapshots[i, j] for i in range(2) for j in range(4)]
+    else:
+        encoders = [flat_params(build_network("convnet", (1, 8, 8), 10, seed=100 + k)) for k in range(4)]
+    before = sum(matching_loss(init_x, init_y, digits, net, e) for e in encoders)
+    after = sum(matching_loss(result.x, result.y, digits, net, e) for e in encoders)
+    assert after < 0.7 * before, (before, after)
+    again = distill(digits, ipc=5, method=method, trajectories=trajectories, iterations=15, quiet=True)
+    assert torch.equal(again.x, result.x)                        # seeded
+
+
+def test_distill_on_vectors_with_mlp():
+    data = load_digits(seed=0, flatten=True)
+    traj = train_trajectories(data, num_trajectories=1, epochs=2, quiet=True)
+    assert traj.arch == "mlp"
+    result = distill(data, ipc=2, method="tgdd", trajectories=traj, iterations=3, quiet=True)
+    assert result.x.shape == (20, 64) and all(math.isfinite(v) for v in result.matching)
+
+
+def test_distill_argument_errors(digits, trajectories):
+    with pytest.raises(ValueError, match="trajectories"):
+        distill(digits, ipc=1, method="tgdd", iterations=1, quiet=True)
+    with pytest.raises(ValueError, match="method"):
+        distill(digits, ipc=1, method="mtt", iterations=1, quiet=True)
+    with pytest.raises(ValueError, match="ipc"):
+        distill(digits, ipc=0, method="dm", iterations=1, quiet=True)
+    flat_data = load_digits(flatten=True)
+    with pytest.raises(ValueError, match="trajectories"):
+        distill(flat_data, ipc=1, method="tgdd", trajectories=trajectories, iterations=1, quiet=True)
+
+
+def test_evaluate_synthetic(digits):
+    x, y = digits.random_subset(10, seed=0)
+    res = evaluate_synthetic(x, y, digits, seeds=(0, 1), epochs=60)
+    assert len(res["accs"]) == 2 and 0.75 < res["mean"] <= 1.0 and res["std"] >= 0
+    assert res == evaluate_synthetic(x, y, digits, seeds=(0, 1), epochs=60)
+    with pytest.raises(ValueError, match="x"):
+        evaluate_synthetic(x.flatten(1), y, digits)
