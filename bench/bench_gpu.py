@@ -121,7 +121,7 @@ def value_cases(shapes, dtype, compiled, copy_gbps, log):
                            "impl": impl, "pass": pass_}
                     nbytes = 2 * x.nbytes + (x.nbytes if pass_ != "forward" else 0)
 
-                    def make(fn=fn, pass_=pass_):
+                    def make(fn=fn, pass_=pass_, x=x, y=y, dim=dim):
                         if pass_ == "forward":
                             return lambda: fn(x, y, dim=dim)
                         xr = x.detach().requires_grad_(True)
@@ -148,7 +148,7 @@ def isib_cases(samples, dtype, compiled, copy_gbps, log):
                        "pass": pass_}
                 nbytes = x.nbytes * (1 if pass_ == "forward" else 2)
 
-                def make(fn=fn, pass_=pass_):
+                def make(fn=fn, pass_=pass_, x=x):
                     if pass_ == "forward":
                         return lambda: fn(x)
                     xr = x.detach().requires_grad_(True)

@@ -15,12 +15,7 @@ from ddtime.classification.matching import (classwise_matching_loss, constraint_
 from ddtime.classification.networks import flat_params, functional_embed, functional_logits  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

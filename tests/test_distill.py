@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-import ddtime.data
 from ddtime.distill import DDTimeTerms, DistillConfig, SyntheticSet, build_method, distill
 from ddtime.distill.checkpoint import load_checkpoint, load_synthetic, save_checkpoint, save_synthetic
 from ddtime.distill.condtsf import is_value_update, value_update
@@ -17,27 +16,7 @@ from ddtime.models import build_model, functional_forward
 SEQ, PRED = 24, 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return ddtime.data.load_forecasting(None, seq_len=SEQ, pred_len=PRED)
-
-
-@pytest.fixture(scope="module")
-def condtsf_data():
-    return ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED)
-
-
-@pytest.fixture(scope="module")
-def experts(data, tmp_path_factory):
-    return train_experts(data, num_experts=2, expert_epochs=6, out_dir=tmp_path_factory.mktemp("experts"), quiet=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,29 +2,13 @@
 import pytest
 import torch
 
-import ddtime.data
 from ddtime.evaluate import (evaluate_synthetic, full_data_baseline, make_validator, random_subset, student_recipe,
                              train_students, validation_windows)
 
 SEQ, PRED = 24, 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return ddtime.data.load_forecasting(None, seq_len=SEQ, pred_len=PRED)
-
-
-@pytest.fixture(scope="module")
-def condtsf_data():
-    return ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_recipes_follow_the_spec():

@@ -20,17 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(model="dlinear", num_experts=2, expert_epochs=2, seed=10, quiet=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return ddtime.data.load_forecasting(None, seq_len=24, pred_len=12)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,7 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -6,33 +6,16 @@ import math
 import pytest
 import torch
 
-import ddtime.data
 from ddtime.distill import DistillConfig, distill
 from ddtime.distill.loop import DistillRun
 from ddtime.distill.methods import METHODS, build_method
 from ddtime.distill.methods.tgdd import TGDD, _assign, kmeans
-from ddtime.experts import train_experts
 from ddtime.models import functional_forward
 
 SEQ, PRED = 24, 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return ddtime.data.load_forecasting(None, seq_len=SEQ, pred_len=PRED)
-
-
-@pytest.fixture(scope="module")
-def experts(data, tmp_path_factory):
-    return train_experts(data, num_experts=2, expert_epochs=6, out_dir=tmp_path_factory.mktemp("experts"), quiet=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(**kw):

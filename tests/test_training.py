@@ -10,17 +10,7 @@ from ddtime.sam import SAM
 from ddtime.training import evaluate, train_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return ddtime.data.load_forecasting(None, seq_len=24, pred_len=12)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_evaluate_matches_direct_metrics(data):
