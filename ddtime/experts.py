@@ -39,6 +39,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from tqdm.auto import tqdm
 
+from ddtime._atomic import atomic_write_bytes
 from ddtime.models import MODELS, assign_flat_params, build_model, flat_params, param_spec
 from ddtime.training import DEFAULT_LR, train_model
 
@@ -54,29 +55,8 @@ def expert_file(i: int) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # atomic files
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _write_manifest(path: Path, manifest: dict) -> None:
-    _atomic_write_bytes(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,7 +369,7 @@ def train_experts(
                  "test_mae": result["test_mae"], "train_loss": result["train_loss"][-1]}
         meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i), "test_mse": repr(entry["test_mse"]),
                 "test_mae": repr(entry["test_mae"]), "train_loss": repr(entry["train_loss"])}
-        _atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
+        atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
         done[i] = entry
         if world == 1:
             _write_manifest(manifest_path, manifest())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ddtime._atomic import atomic_write_bytes
 from ddtime.classification.data import ClassificationData
 from ddtime.classification.evaluate import accuracy, train_classifier
 from ddtime.classification.networks import build_network, flat_params
@@ -66,12 +67,7 @@ class ExpertTrajectories:
                 "num_classes": str(self.num_classes), "net_kwargs": json.dumps(self.net_kwargs),
                 "test_acc": json.dumps(self.test_acc)}
         blob = save({"snapshots": self.snapshots.contiguous()}, metadata=meta)
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, blob)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ExpertTrajectories":

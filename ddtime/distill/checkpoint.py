@@ -12,29 +12,13 @@ from __future__ import annotations
 
 import io
 import os
-import pathlib
 from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "save_checkpoint", "load_checkpoint", "save_synthetic", "load_synthetic"]
+from ddtime._atomic import atomic_write_bytes
 
-
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` atomically (tmp file, fsync, rename, directory fsync)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+__all__ = ["save_checkpoint", "load_checkpoint", "save_synthetic", "load_synthetic"]
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

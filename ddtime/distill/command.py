@@ -138,7 +138,8 @@ def run_distillation(data, config, *, experts, out_dir, resume: bool = False, st
     evaluation and plots; ``total_seconds`` adds ``expert_seconds`` (expert training time spent
     by the caller). Returns the ``results.json`` content.
     """
-    from ddtime.distill.checkpoint import atomic_write_bytes, save_synthetic
+    from ddtime._atomic import atomic_write_bytes
+    from ddtime.distill.checkpoint import save_synthetic
     from ddtime.distill.loop import distill
     from ddtime.evaluate import full_data_baseline, make_validator, random_subset, student_recipe, train_students
 
