@@ -97,12 +97,12 @@ Shape plan(const at::Tensor& x, int64_t elem_bytes) {
 // Rows r in [begin, end) of a block (r = s * nbb + c): Zhat, Phat into W, the row's h into h[r].
 template <typename scalar_t, typename opmath_t>
 DDTIME_SIMD_CLONES void softmax_block_rows(const scalar_t* x, int64_t N, int64_t L, int64_t n0, int64_t nbb,
-                                           opmath_t tau, opmath_t* W, opmath_t* h, int64_t begin, int64_t end) {
+                                           opmath_t inv_tau, opmath_t* W, opmath_t* h, int64_t begin, int64_t end) {
   const int64_t Kb = nbb * L;
   for (int64_t r = begin; r < end; ++r) {
     const int64_t s = r / nbb, c = r % nbb;
     opmath_t* zhat = W + s * 2 * Kb + c * L;
-    h[r] = shifted_softmax_row<scalar_t, opmath_t>(x + (s * N + n0 + c) * L, L, tau, zhat, zhat + Kb);
+    h[r] = shifted_softmax_row<scalar_t, opmath_t>(x + (s * N + n0 + c) * L, L, inv_tau, zhat, zhat + Kb);
   }
 }
 
@@ -116,6 +116,14 @@ DDTIME_SIMD_CLONES void direct_pair_rows(const opmath_t* W, int64_t S, int64_t K
     for (int64_t j = i + 1; j < S; ++j) {
       const opmath_t* __restrict lj = W + j * 2 * Kb;
       const opmath_t* __restrict pj = lj + Kb;
+#if DDTIME_HAVE_AVX512_GEMM
+      if constexpr (std::is_same_v<opmath_t, float>) {
+        if (cpu_has_avx512()) {
+          D[i * S + j] += diff_dot_avx512(pi, pj, li, lj, Kb);
+          continue;
+        }
+      }
+#endif
       opmath_t acc = 0;
 #pragma omp simd reduction(+ : acc)
       for (int64_t k = 0; k < Kb; ++k) acc += (pi[k] - pj[k]) * (li[k] - lj[k]);
@@ -129,6 +137,14 @@ DDTIME_SIMD_CLONES void direct_pair_rows(const opmath_t* W, int64_t S, int64_t K
 template <typename opmath_t>
 DDTIME_SIMD_CLONES void direct_diff_rows(const opmath_t* G, const opmath_t* W, int64_t S, int64_t width, opmath_t* M,
                                          int64_t begin, int64_t end) {
+#if DDTIME_HAVE_AVX512_GEMM
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    if (cpu_has_avx512()) {
+      diff_gemm_avx512(G, W, S, width, M, begin, end);
+      return;
+    }
+  }
+#endif
   for (int64_t i = begin; i < end; ++i) {
     opmath_t* __restrict m = M + i * width;
     const opmath_t* __restrict wi = W + i * width;
@@ -207,12 +223,13 @@ void symmetric_kl_forward(const at::Tensor& x, double tau, at::Tensor& D) {
   at::Tensor ws = at::empty({S * 2 * nb * L}, D.options());
   opmath_t* W = ws.mutable_data_ptr<opmath_t>();
   opmath_t* Dp = D.mutable_data_ptr<opmath_t>();
+  const opmath_t inv_tau = static_cast<opmath_t>(1.0 / tau);
   std::vector<opmath_t> h(S, opmath_t(0)), hrow(S * nb);
   if (direct) D.zero_();
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t nbb = std::min(nb, N - n0), Kb = nbb * L;
     at::parallel_for(0, S * nbb, grain_rows(kSoftmaxOps * L), [&](int64_t b, int64_t e) {
-      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, opmath_t(tau), W, hrow.data(), b, e);
+      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, inv_tau, W, hrow.data(), b, e);
     });
     if (direct) {
       direct_pair_rows<opmath_t>(W, S, Kb, Dp, 0, S);
@@ -267,11 +284,11 @@ void symmetric_kl_backward(const at::Tensor& x, double tau, int64_t panel_rows, 
   opmath_t* M = ms.mutable_data_ptr<opmath_t>();
   const std::vector<opmath_t> zeros(direct ? S : 0, opmath_t(0));
   const opmath_t* ap = direct ? zeros.data() : a.const_data_ptr<opmath_t>();
-  const opmath_t inv_tau = opmath_t(1) / opmath_t(tau);
+  const opmath_t inv_tau = static_cast<opmath_t>(1.0 / tau);
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t nbb = std::min(nb, N - n0), Kb = nbb * L;
     at::parallel_for(0, S * nbb, grain_rows(kSoftmaxOps * L), [&](int64_t b, int64_t e) {
-      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, opmath_t(tau), W, hrow.data(), b, e);
+      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, inv_tau, W, hrow.data(), b, e);
     });
     const at::Tensor Wb = ws.narrow(0, 0, S * 2 * Kb).view({S, 2 * Kb});
     for (int64_t r0 = 0; r0 < S; r0 += panel_rows) {
