@@ -44,6 +44,7 @@ constexpr int64_t kWorkspaceBytes = int64_t{4} << 20;  // W = [S, 2*Kb] per chan
 constexpr int64_t kGsCacheBytes = int64_t{16} << 20;   // isib backward: whole Gs' up to this size
 constexpr int64_t kPanelBytes = int64_t{4} << 20;      // ... else row panels of this size
 constexpr int64_t kMinPanelRows = 64;
+constexpr int64_t kTile = 64;  // tiles of the in-place symmetric pass over D
 constexpr int64_t kDirectMaxSamples = 16;       // direct pair loops instead of GEMM calls
 constexpr int64_t kSmallGemmMaxSamples = 256;   // float32: small_gemm_avx512.h instead of at::mm
 // Work (vector-friendly element operations) a parallel task must get, ~50-100 us: on a busy machine
@@ -211,6 +212,30 @@ DDTIME_SIMD_CLONES void exp_neg_upper_rows(const opmath_t* D, int64_t S, opmath_
   }
 }
 
+// Tiles (I, J) and (J, I) of D, I <= J, kTile x kTile: D_ij = D_ji = v_ij for i < j, with
+// v = (h_i + h_j - C_ij - C_ji) / N from the GEMM's C, or v = D_ij / N (direct: D holds the upper
+// sums). Zero diagonal. The (J, I) tile goes through buf by rows: read column-wise in place, a
+// power-of-two S puts all rows of a tile in one cache set. Tile pairs are disjoint: one task each.
+template <typename opmath_t>
+void symmetric_tile_pair(opmath_t* D, int64_t S, const opmath_t* h, bool direct, opmath_t inv_n, int64_t ti,
+                         int64_t tj, opmath_t* buf) {
+  const int64_t i0 = ti * kTile, i1 = std::min(S, i0 + kTile), j0 = tj * kTile, j1 = std::min(S, j0 + kTile);
+  for (int64_t j = j0; j < j1; ++j) std::copy(D + j * S + i0, D + j * S + i1, buf + (j - j0) * kTile);
+  for (int64_t i = i0; i < i1; ++i) {
+    if (ti == tj) D[i * S + i] = 0;
+    for (int64_t j = std::max(i + 1, j0); j < j1; ++j) {
+      opmath_t& lower = buf[(j - j0) * kTile + (i - i0)];
+      const opmath_t v = direct ? D[i * S + j] * inv_n : (h[i] + h[j] - D[i * S + j] - lower) * inv_n;
+      D[i * S + j] = v;
+      lower = v;
+    }
+  }
+  for (int64_t j = j0; j < j1; ++j) {  // on a diagonal tile only the part below the diagonal was computed
+    const int64_t end = ti == tj ? std::min(i1, j) : i1;
+    if (end > i0) std::copy(buf + (j - j0) * kTile, buf + (j - j0) * kTile + (end - i0), D + j * S + i0);
+  }
+}
+
 // ---- drivers ---------------------------------------------------------------------------------------
 
 // x: contiguous [S, N, L]; D: [S, S] opmath output (any contents on entry).
@@ -251,17 +276,13 @@ void symmetric_kl_forward(const at::Tensor& x, double tau, at::Tensor& D) {
       D.addmm_(phat, zhat.t());
     }
   }
-  // In place: D_ij = D_ji = v_ij for i < j; the pair (i, j) is read and written by row i's task only.
+  // In place, by pairs of tiles (I <= J): D_ij = D_ji = v_ij for i < j (symmetric_tile_pair).
   const opmath_t inv_n = opmath_t(1) / opmath_t(N);
-  at::parallel_for(0, S, grain_rows(4 * S), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      Dp[i * S + i] = 0;
-      for (int64_t j = i + 1; j < S; ++j) {
-        const opmath_t v = direct ? Dp[i * S + j] * inv_n : (h[i] + h[j] - Dp[i * S + j] - Dp[j * S + i]) * inv_n;
-        Dp[i * S + j] = v;
-        Dp[j * S + i] = v;
-      }
-    }
+  const int64_t tiles = (S + kTile - 1) / kTile;
+  at::parallel_for(0, tiles, grain_rows(4 * kTile * S), [&](int64_t b, int64_t e) {
+    std::vector<opmath_t> buf(kTile * kTile);
+    for (int64_t ti = b; ti < e; ++ti)
+      for (int64_t tj = ti; tj < tiles; ++tj) symmetric_tile_pair(Dp, S, h.data(), direct, inv_n, ti, tj, buf.data());
   });
 }
 
