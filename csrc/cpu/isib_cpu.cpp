@@ -276,13 +276,19 @@ void symmetric_kl_forward(const at::Tensor& x, double tau, at::Tensor& D) {
       D.addmm_(phat, zhat.t());
     }
   }
-  // In place, by pairs of tiles (I <= J): D_ij = D_ji = v_ij for i < j (symmetric_tile_pair).
+  // In place, by pairs of tiles (I <= J): D_ij = D_ji = v_ij for i < j (symmetric_tile_pair). Tile row
+  // k goes with tile row tiles - 1 - k, so that every task gets tiles + 1 tile pairs.
   const opmath_t inv_n = opmath_t(1) / opmath_t(N);
   const int64_t tiles = (S + kTile - 1) / kTile;
-  at::parallel_for(0, tiles, grain_rows(4 * kTile * S), [&](int64_t b, int64_t e) {
+  at::parallel_for(0, (tiles + 1) / 2, grain_rows(8 * kTile * S), [&](int64_t b, int64_t e) {
     std::vector<opmath_t> buf(kTile * kTile);
-    for (int64_t ti = b; ti < e; ++ti)
-      for (int64_t tj = ti; tj < tiles; ++tj) symmetric_tile_pair(Dp, S, h.data(), direct, inv_n, ti, tj, buf.data());
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t mirror = tiles - 1 - k;
+      for (int64_t tj = k; tj < tiles; ++tj) symmetric_tile_pair(Dp, S, h.data(), direct, inv_n, k, tj, buf.data());
+      if (mirror != k)
+        for (int64_t tj = mirror; tj < tiles; ++tj)
+          symmetric_tile_pair(Dp, S, h.data(), direct, inv_n, mirror, tj, buf.data());
+    }
   });
 }
 
