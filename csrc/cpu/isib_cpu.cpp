@@ -11,13 +11,17 @@
 // nothing is saved between forward and backward but D (isib_loss) or x.
 //
 // Forward, per block: rows in parallel -> W and h; then C += Phat_blk @ Zhat_blk^T by at::mm/addmm_
-// into the output, which is turned into D in place at the end. For S <= kDirectMaxSamples a
-// direct loop over pairs accumulates sum (Phat_i - Phat_j)(Zhat_i - Zhat_j) instead (the same value,
-// no GEMM call overhead, and exactly 0 for identical samples).
+// into the output, which is turned into D in place at the end. For S <= kDirectMaxSamples a direct
+// loop over pairs accumulates sum (Phat_i - Phat_j)(Zhat_i - Zhat_j) instead (the same value, no GEMM
+// call overhead, and exactly 0 for identical samples).
 // Backward: Gs' = (G + G^T) / N with zero diagonal, a = row sums of Gs'. Per block, W is recomputed,
-// M = Gs' @ W = [Gs' Zhat | Gs' Phat] by GEMM (for small S: M = Gs' @ W - a W by a direct loop over
-// differences, with a = 0 passed on), and every row's softmax backward writes grad_x. isib_loss_backward builds Gs' = -g exp(-D) / (npairs N) by row panels
-// when S^2 is large, so it holds no second S x S matrix.
+// M = Gs' @ W = [Gs' Zhat | Gs' Phat] by GEMM (for S <= kDirectMaxSamples: M = Gs' @ W - a W by a
+// direct loop over differences, with a = 0 passed on), and every row's softmax backward writes
+// grad_x. isib_loss_backward builds Gs' = -g exp(-D) / (npairs N) by row panels when S^2 is large,
+// so it holds no second S x S matrix.
+// GEMMs: float32 with kDirectMaxSamples < S <= kSmallGemmMaxSamples on AVX-512 CPUs use the
+// register-tiled kernels of small_gemm_avx512.h (~1.6x MKL's sgemm, which runs its AVX2 path on AMD
+// CPUs); everything else at::mm / addmm_.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -26,9 +30,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/simd_exp.h"
+#include "cpu/small_gemm_avx512.h"
 #include "cpu/softmax_rows.h"
 
 namespace ddtime::cpu {
@@ -38,10 +44,43 @@ constexpr int64_t kWorkspaceBytes = int64_t{4} << 20;  // W = [S, 2*Kb] per chan
 constexpr int64_t kGsCacheBytes = int64_t{16} << 20;   // isib backward: whole Gs' up to this size
 constexpr int64_t kPanelBytes = int64_t{4} << 20;      // ... else row panels of this size
 constexpr int64_t kMinPanelRows = 64;
-constexpr int64_t kDirectMaxSamples = 16;  // direct pair loops instead of GEMM calls
-constexpr int64_t kGrainElems = 16384;     // elements per parallel task
+constexpr int64_t kTile = 64;  // tiles of the in-place symmetric pass over D
+constexpr int64_t kDirectMaxSamples = 16;       // direct pair loops instead of GEMM calls
+constexpr int64_t kSmallGemmMaxSamples = 256;   // float32: small_gemm_avx512.h instead of at::mm
+// Work (vector-friendly element operations) a parallel task must get, ~50-100 us: on a busy machine
+// a parallel region waits for a scheduler slice (milliseconds) whenever a worker is not running, and
+// idle workers spin, so small calls stay serial.
+constexpr int64_t kTaskWork = int64_t{1} << 20;
+// Operations per element of the row kernels (for grain_rows).
+constexpr int64_t kSoftmaxOps = 24;  // exp polynomial and three passes
+constexpr int64_t kBackwardOps = 8;
+constexpr int64_t kExpOps = 16;
 
-int64_t grain_rows(int64_t row_elems) { return std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, row_elems)); }
+// Grain of at::parallel_for over rows that cost row_work each.
+int64_t grain_rows(int64_t row_work) { return std::max<int64_t>(1, kTaskWork / std::max<int64_t>(1, row_work)); }
+
+template <typename opmath_t>
+bool use_small_gemm(int64_t S) {
+  return std::is_same_v<opmath_t, float> && S > kDirectMaxSamples && S <= kSmallGemmMaxSamples && cpu_has_avx512();
+}
+
+// D (+)= Phat @ Zhat^T of a block, W = [S, 2*Kb] (small_gemm_avx512.h; only called when use_small_gemm).
+void small_gemm_cross(const float* W, int64_t S, int64_t Kb, float* D, bool accumulate) {
+#if DDTIME_HAVE_AVX512_GEMM
+  at::parallel_for(0, (S + 3) / 4, grain_rows(4 * S * Kb), [&](int64_t b, int64_t e) {
+    gemm_nt_avx512(W + Kb, 2 * Kb, W, 2 * Kb, Kb, S, D, S, 4 * b, std::min(S, 4 * e), accumulate);
+  });
+#endif
+}
+
+// M = G @ W for a panel: G [rows, S], W [S, width], M [rows, width] (only called when use_small_gemm).
+void small_gemm_panel(const float* G, const float* W, int64_t rows, int64_t S, int64_t width, float* M) {
+#if DDTIME_HAVE_AVX512_GEMM
+  at::parallel_for(0, (rows + 3) / 4, grain_rows(4 * S * width), [&](int64_t b, int64_t e) {
+    gemm_nn_avx512(G, S, W, width, S, width, M, width, 4 * b, std::min(rows, 4 * e));
+  });
+#endif
+}
 
 struct Shape {
   int64_t S, N, L;
@@ -59,12 +98,12 @@ Shape plan(const at::Tensor& x, int64_t elem_bytes) {
 // Rows r in [begin, end) of a block (r = s * nbb + c): Zhat, Phat into W, the row's h into h[r].
 template <typename scalar_t, typename opmath_t>
 DDTIME_SIMD_CLONES void softmax_block_rows(const scalar_t* x, int64_t N, int64_t L, int64_t n0, int64_t nbb,
-                                           opmath_t tau, opmath_t* W, opmath_t* h, int64_t begin, int64_t end) {
+                                           opmath_t inv_tau, opmath_t* W, opmath_t* h, int64_t begin, int64_t end) {
   const int64_t Kb = nbb * L;
   for (int64_t r = begin; r < end; ++r) {
     const int64_t s = r / nbb, c = r % nbb;
     opmath_t* zhat = W + s * 2 * Kb + c * L;
-    h[r] = shifted_softmax_row<scalar_t, opmath_t>(x + (s * N + n0 + c) * L, L, tau, zhat, zhat + Kb);
+    h[r] = shifted_softmax_row<scalar_t, opmath_t>(x + (s * N + n0 + c) * L, L, inv_tau, zhat, zhat + Kb);
   }
 }
 
@@ -78,6 +117,14 @@ DDTIME_SIMD_CLONES void direct_pair_rows(const opmath_t* W, int64_t S, int64_t K
     for (int64_t j = i + 1; j < S; ++j) {
       const opmath_t* __restrict lj = W + j * 2 * Kb;
       const opmath_t* __restrict pj = lj + Kb;
+#if DDTIME_HAVE_AVX512_GEMM
+      if constexpr (std::is_same_v<opmath_t, float>) {
+        if (cpu_has_avx512()) {
+          D[i * S + j] += diff_dot_avx512(pi, pj, li, lj, Kb);
+          continue;
+        }
+      }
+#endif
       opmath_t acc = 0;
 #pragma omp simd reduction(+ : acc)
       for (int64_t k = 0; k < Kb; ++k) acc += (pi[k] - pj[k]) * (li[k] - lj[k]);
@@ -91,6 +138,14 @@ DDTIME_SIMD_CLONES void direct_pair_rows(const opmath_t* W, int64_t S, int64_t K
 template <typename opmath_t>
 DDTIME_SIMD_CLONES void direct_diff_rows(const opmath_t* G, const opmath_t* W, int64_t S, int64_t width, opmath_t* M,
                                          int64_t begin, int64_t end) {
+#if DDTIME_HAVE_AVX512_GEMM
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    if (cpu_has_avx512()) {
+      diff_gemm_avx512(G, W, S, width, M, begin, end);
+      return;
+    }
+  }
+#endif
   for (int64_t i = begin; i < end; ++i) {
     opmath_t* __restrict m = M + i * width;
     const opmath_t* __restrict wi = W + i * width;
@@ -157,6 +212,30 @@ DDTIME_SIMD_CLONES void exp_neg_upper_rows(const opmath_t* D, int64_t S, opmath_
   }
 }
 
+// Tiles (I, J) and (J, I) of D, I <= J, kTile x kTile: D_ij = D_ji = v_ij for i < j, with
+// v = (h_i + h_j - C_ij - C_ji) / N from the GEMM's C, or v = D_ij / N (direct: D holds the upper
+// sums). Zero diagonal. The (J, I) tile goes through buf by rows: read column-wise in place, a
+// power-of-two S puts all rows of a tile in one cache set. Tile pairs are disjoint: one task each.
+template <typename opmath_t>
+void symmetric_tile_pair(opmath_t* D, int64_t S, const opmath_t* h, bool direct, opmath_t inv_n, int64_t ti,
+                         int64_t tj, opmath_t* buf) {
+  const int64_t i0 = ti * kTile, i1 = std::min(S, i0 + kTile), j0 = tj * kTile, j1 = std::min(S, j0 + kTile);
+  for (int64_t j = j0; j < j1; ++j) std::copy(D + j * S + i0, D + j * S + i1, buf + (j - j0) * kTile);
+  for (int64_t i = i0; i < i1; ++i) {
+    if (ti == tj) D[i * S + i] = 0;
+    for (int64_t j = std::max(i + 1, j0); j < j1; ++j) {
+      opmath_t& lower = buf[(j - j0) * kTile + (i - i0)];
+      const opmath_t v = direct ? D[i * S + j] * inv_n : (h[i] + h[j] - D[i * S + j] - lower) * inv_n;
+      D[i * S + j] = v;
+      lower = v;
+    }
+  }
+  for (int64_t j = j0; j < j1; ++j) {  // on a diagonal tile only the part below the diagonal was computed
+    const int64_t end = ti == tj ? std::min(i1, j) : i1;
+    if (end > i0) std::copy(buf + (j - j0) * kTile, buf + (j - j0) * kTile + (end - i0), D + j * S + i0);
+  }
+}
+
 // ---- drivers ---------------------------------------------------------------------------------------
 
 // x: contiguous [S, N, L]; D: [S, S] opmath output (any contents on entry).
@@ -169,12 +248,13 @@ void symmetric_kl_forward(const at::Tensor& x, double tau, at::Tensor& D) {
   at::Tensor ws = at::empty({S * 2 * nb * L}, D.options());
   opmath_t* W = ws.mutable_data_ptr<opmath_t>();
   opmath_t* Dp = D.mutable_data_ptr<opmath_t>();
+  const opmath_t inv_tau = static_cast<opmath_t>(1.0 / tau);
   std::vector<opmath_t> h(S, opmath_t(0)), hrow(S * nb);
   if (direct) D.zero_();
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t nbb = std::min(nb, N - n0), Kb = nbb * L;
-    at::parallel_for(0, S * nbb, grain_rows(L), [&](int64_t b, int64_t e) {
-      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, opmath_t(tau), W, hrow.data(), b, e);
+    at::parallel_for(0, S * nbb, grain_rows(kSoftmaxOps * L), [&](int64_t b, int64_t e) {
+      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, inv_tau, W, hrow.data(), b, e);
     });
     if (direct) {
       direct_pair_rows<opmath_t>(W, S, Kb, Dp, 0, S);
@@ -182,6 +262,12 @@ void symmetric_kl_forward(const at::Tensor& x, double tau, at::Tensor& D) {
     }
     for (int64_t s = 0; s < S; ++s)
       for (int64_t c = 0; c < nbb; ++c) h[s] += hrow[s * nbb + c];
+    if constexpr (std::is_same_v<opmath_t, float>) {
+      if (use_small_gemm<opmath_t>(S)) {
+        small_gemm_cross(W, S, Kb, Dp, n0 > 0);
+        continue;
+      }
+    }
     const at::Tensor Wb = ws.narrow(0, 0, S * 2 * Kb).view({S, 2 * Kb});
     const at::Tensor zhat = Wb.narrow(1, 0, Kb), phat = Wb.narrow(1, Kb, Kb);
     if (n0 == 0) {
@@ -190,16 +276,18 @@ void symmetric_kl_forward(const at::Tensor& x, double tau, at::Tensor& D) {
       D.addmm_(phat, zhat.t());
     }
   }
-  // In place: D_ij = D_ji = v_ij for i < j; the pair (i, j) is read and written by row i's task only.
+  // In place, by pairs of tiles (I <= J): D_ij = D_ji = v_ij for i < j (symmetric_tile_pair). Tile row
+  // k goes with tile row tiles - 1 - k, so that every task gets tiles + 1 tile pairs.
   const opmath_t inv_n = opmath_t(1) / opmath_t(N);
-  at::parallel_for(0, S, grain_rows(S), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      Dp[i * S + i] = 0;
-      for (int64_t j = i + 1; j < S; ++j) {
-        const opmath_t v = direct ? Dp[i * S + j] * inv_n : (h[i] + h[j] - Dp[i * S + j] - Dp[j * S + i]) * inv_n;
-        Dp[i * S + j] = v;
-        Dp[j * S + i] = v;
-      }
+  const int64_t tiles = (S + kTile - 1) / kTile;
+  at::parallel_for(0, (tiles + 1) / 2, grain_rows(8 * kTile * S), [&](int64_t b, int64_t e) {
+    std::vector<opmath_t> buf(kTile * kTile);
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t mirror = tiles - 1 - k;
+      for (int64_t tj = k; tj < tiles; ++tj) symmetric_tile_pair(Dp, S, h.data(), direct, inv_n, k, tj, buf.data());
+      if (mirror != k)
+        for (int64_t tj = mirror; tj < tiles; ++tj)
+          symmetric_tile_pair(Dp, S, h.data(), direct, inv_n, mirror, tj, buf.data());
     }
   });
 }
@@ -223,26 +311,28 @@ void symmetric_kl_backward(const at::Tensor& x, double tau, int64_t panel_rows, 
   opmath_t* M = ms.mutable_data_ptr<opmath_t>();
   const std::vector<opmath_t> zeros(direct ? S : 0, opmath_t(0));
   const opmath_t* ap = direct ? zeros.data() : a.const_data_ptr<opmath_t>();
-  const opmath_t inv_tau = opmath_t(1) / opmath_t(tau);
+  const opmath_t inv_tau = static_cast<opmath_t>(1.0 / tau);
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t nbb = std::min(nb, N - n0), Kb = nbb * L;
-    at::parallel_for(0, S * nbb, grain_rows(L), [&](int64_t b, int64_t e) {
-      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, opmath_t(tau), W, hrow.data(), b, e);
+    at::parallel_for(0, S * nbb, grain_rows(kSoftmaxOps * L), [&](int64_t b, int64_t e) {
+      softmax_block_rows<scalar_t, opmath_t>(xp, N, L, n0, nbb, inv_tau, W, hrow.data(), b, e);
     });
     const at::Tensor Wb = ws.narrow(0, 0, S * 2 * Kb).view({S, 2 * Kb});
     for (int64_t r0 = 0; r0 < S; r0 += panel_rows) {
       const int64_t rows = std::min(panel_rows, S - r0);
       const at::Tensor G = gs_panel(r0, rows);
+      const opmath_t* Gp = G.const_data_ptr<opmath_t>();
       if (direct) {  // panel_rows == S here
-        const opmath_t* Gp = G.const_data_ptr<opmath_t>();
-        at::parallel_for(0, S, grain_rows(2 * Kb * S), [&](int64_t b, int64_t e) {
+        at::parallel_for(0, S, grain_rows(3 * 2 * Kb * S), [&](int64_t b, int64_t e) {
           direct_diff_rows<opmath_t>(Gp, W, S, 2 * Kb, M, b, e);
         });
+      } else if (use_small_gemm<opmath_t>(S)) {
+        if constexpr (std::is_same_v<opmath_t, float>) small_gemm_panel(Gp, W, rows, S, 2 * Kb, M);
       } else {
         at::Tensor Mv = ms.narrow(0, 0, rows * 2 * Kb).view({rows, 2 * Kb});
         at::mm_out(Mv, G, Wb);
       }
-      at::parallel_for(0, rows * nbb, grain_rows(L), [&](int64_t b, int64_t e) {
+      at::parallel_for(0, rows * nbb, grain_rows(kBackwardOps * L), [&](int64_t b, int64_t e) {
         backward_block_rows<scalar_t, opmath_t>(W, M, ap, r0, N, L, n0, nbb, inv_tau, gp, b, e);
       });
     }
@@ -310,7 +400,7 @@ std::tuple<at::Tensor, at::Tensor> isib_loss_cpu(const at::Tensor& x_in, double 
     symmetric_kl_forward<scalar_t>(x, tau, D);
     std::vector<opmath_t> rows(S);
     const opmath_t* Dp = D.const_data_ptr<opmath_t>();
-    at::parallel_for(0, S, grain_rows(S), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, S, grain_rows(kExpOps * S / 2), [&](int64_t b, int64_t e) {
       exp_neg_upper_rows<opmath_t>(Dp, S, rows.data(), b, e);
     });
     double total = 0;
@@ -348,7 +438,7 @@ at::Tensor isib_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor&
     bool filled = false;  // a single panel (all of Gs') is filled once and reused by every block
     auto gs_panel = [&](int64_t r0, int64_t rows) {
       if (!(filled && rows == S)) {
-        at::parallel_for(r0, r0 + rows, grain_rows(S), [&](int64_t b, int64_t e) {
+        at::parallel_for(r0, r0 + rows, grain_rows(kExpOps * S), [&](int64_t b, int64_t e) {
           isib_gs_rows<opmath_t>(Dp, S, coef, Gp, ap, r0, b, e);
         });
         filled = rows == S;

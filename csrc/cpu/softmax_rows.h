@@ -17,15 +17,15 @@
 
 namespace ddtime::cpu {
 
-// z = x / tau; zhat = z - max(z); phat = softmax(z) - 1/L. x: [L] input row; zhat, phat: [L]
-// outputs. Returns sum(phat * zhat), the row's share of the (shifted) h_i.
+// z = x / tau (as x * inv_tau); zhat = z - max(z); phat = softmax(z) - 1/L. x: [L] input row;
+// zhat, phat: [L] outputs. Returns sum(phat * zhat), the row's share of the (shifted) h_i.
 template <typename scalar_t, typename opmath_t>
-[[gnu::always_inline]] inline opmath_t shifted_softmax_row(const scalar_t* __restrict x, int64_t L, opmath_t tau,
+[[gnu::always_inline]] inline opmath_t shifted_softmax_row(const scalar_t* __restrict x, int64_t L, opmath_t inv_tau,
                                                            opmath_t* __restrict zhat, opmath_t* __restrict phat) {
   opmath_t mx = -std::numeric_limits<opmath_t>::infinity();
 #pragma omp simd reduction(max : mx)
   for (int64_t l = 0; l < L; ++l) {
-    const opmath_t z = static_cast<opmath_t>(x[l]) / tau;
+    const opmath_t z = static_cast<opmath_t>(x[l]) * inv_tau;
     zhat[l] = z;
     mx = z > mx ? z : mx;
   }
