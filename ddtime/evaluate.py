@@ -34,8 +34,10 @@ __all__ = [
     "full_data_baseline", "evaluate_synthetic", "configure_parser", "run", "FULL_DATA_RECIPE",
 ]
 
-FULL_DATA_RECIPE = {"optimizer": "adam", "lr": 1e-4, "epochs": 10, "batch_size": 32, "patience": 3,
-                    "lr_schedule": "type1"}
+# Adam at the backbone's own rate (``adam_lr``: 5e-3 for the linear models as LTSF-Linear, 1e-4 for the
+# transformers as TSLib), halved every epoch from the third, early stopping on validation. A fixed 1e-4
+# under-trained DLinear (ETTh1 0.426 instead of 0.386; national_illness 8.88 instead of 2.92).
+FULL_DATA_RECIPE = {"optimizer": "adam", "epochs": 10, "batch_size": 32, "patience": 3, "lr_schedule": "type1"}
 
 
 def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None = None,
