@@ -13,26 +13,12 @@
 #include <tuple>
 
 #include "isib_kernel.cuh"
+#include "torch_types.h"
 
 namespace ddtime {
 namespace {
 
 namespace k = ddtime::kernels;
-
-template <typename S>
-struct KernelType {
-  using type = S;
-};
-template <>
-struct KernelType<at::Half> {
-  using type = __half;
-};
-template <>
-struct KernelType<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
-
-at::ScalarType opmath_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 void check_x(const at::Tensor& x, double tau, const char* op) {
   TORCH_CHECK(x.is_cuda(), "ddtime::", op, ": x must be a CUDA tensor, got device ", x.device());

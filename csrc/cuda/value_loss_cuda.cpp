@@ -16,26 +16,12 @@
 #include <vector>
 
 #include "value_loss_kernel.cuh"
+#include "torch_types.h"
 
 namespace ddtime {
 namespace {
 
 namespace k = ddtime::kernels;
-
-template <typename S>
-struct KernelType {
-  using type = S;
-};
-template <>
-struct KernelType<at::Half> {
-  using type = __half;
-};
-template <>
-struct KernelType<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
-
-at::ScalarType opmath_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 // Stride of dims [begin, end) read as one axis, if they collapse (size-1 dims ignored).
 std::optional<int64_t> group_stride(at::IntArrayRef sizes, at::IntArrayRef strides, int64_t begin, int64_t end) {
