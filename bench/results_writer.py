@@ -76,16 +76,21 @@ def machine() -> dict:
     }
 
 
-def write_comparison(name: str, records: list[dict], *, baseline: str, others: list[str], title: str, notes: str = ""):
+def write_comparison(name: str, records: list[dict], *, baseline: str, others: list[str], title: str, notes: str = "",
+                     extra_machine: dict | None = None):
     """Write RESULTS_DIR/name.json (every record + machine) and name.md (one row per case).
 
     records: dicts with keys case (str), variant (str), min_ms, median_ms, mean_ms, rounds, peak_mb.
     The table shows each variant's median and min time and peak memory, and the speed-up of
     `baseline` over each of `others` computed from the min times (the least noisy statistic on a
     shared machine).
+    extra_machine: further machine facts (e.g. BLAS, load average), added to the JSON's machine entry
+    and to the table's header line as "key value" (underscores shown as spaces).
     """
     RESULTS_DIR.mkdir(exist_ok=True)
     info = machine()
+    extra = dict(extra_machine or {})
+    info.update(extra)
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps({"machine": info, "notes": notes, "records": records}, indent=2) + "\n")
 
     by_case: dict[str, dict[str, dict]] = {}
@@ -98,7 +103,9 @@ def write_comparison(name: str, records: list[dict], *, baseline: str, others: l
     lines += [
         f"{info['date']}, commit {info['commit']}: {info['cpu']}, {info['logical_cpus']} logical CPUs, "
         f"torch {info['torch']} ({info['torch_threads']} threads, {info['cpu_capability']}), "
-        f"Python {info['python']}, {info['platform']}" + (f", env {info['env']}" if info["env"] else ""),
+        f"Python {info['python']}, {info['platform']}"
+        + "".join(f", {k.replace('_', ' ')} {v}" for k, v in extra.items())
+        + (f", env {info['env']}" if info["env"] else ""),
         "",
     ]
     if notes:
