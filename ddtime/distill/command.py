@@ -13,6 +13,7 @@ chosen on validation), ``history.json`` (loss history), ``checkpoint.pt`` (for `
 from __future__ import annotations
 
 import argparse
+import math
 import ast
 import json
 import pathlib
@@ -31,54 +32,25 @@ QUICK_DEFAULTS = {"samples": 10, "iterations": 30, "num_experts": 4, "expert_epo
 
 
 # argparse value types (errors name the option through argparse) ------------------------------
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _argument_type(parse, valid, expected: str):
+    """An argparse ``type=`` converter: ``parse`` the text, reject values failing ``valid``."""
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return convert
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
+positive_int = _argument_type(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _argument_type(int, lambda v: v >= 0, "a non-negative integer")
+positive_float = _argument_type(float, lambda v: 0 < v < math.inf, "a positive number")
+non_negative_float = _argument_type(float, lambda v: 0 <= v < math.inf, "a non-negative number")
+fraction = _argument_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
 def method_option(text: str) -> tuple[str, Any]:
