@@ -25,7 +25,7 @@ import time
 
 import pytest
 import torch
-from results_writer import peak_tensor_bytes, write_comparison
+from results_writer import VARIANTS, loss_variants, peak_tensor_bytes, write_comparison
 
 import ddtime
 from ddtime.reference import isib_loss_reference
@@ -36,22 +36,13 @@ THREADS = int(os.environ.get("DDTIME_BENCH_THREADS", "0"))  # 0: torch's default
 if THREADS:
     torch.set_num_threads(THREADS)
 NAME = f"isib_cpu_{THREADS}thread" if THREADS else "isib_cpu"
-VARIANTS = ("fused", "eager", "compiled")
 MODES = ("forward", "forward+backward")
 RECORDS = []
 
 torch._dynamo.config.recompile_limit = 64  # one static-shape specialisation per (S, grad mode)
-_COMPILED = []
 
 
-def loss_function(variant):
-    if variant == "fused":
-        return ddtime.isib_loss
-    if variant == "eager":
-        return isib_loss_reference
-    if not _COMPILED:
-        _COMPILED.append(torch.compile(isib_loss_reference, fullgraph=True, dynamic=False))
-    return _COMPILED[0]
+loss_function = loss_variants(ddtime.isib_loss, isib_loss_reference)
 
 
 def rounds_for(seconds_per_call):

@@ -16,30 +16,21 @@ import os
 
 import pytest
 import torch
-from results_writer import peak_tensor_bytes, write_comparison
+from results_writer import VARIANTS, loss_variants, peak_tensor_bytes, write_comparison
 
 import ddtime
 from ddtime.reference import value_loss_reference
 
 SHAPES = [(10, 7, 96), (256, 7, 96), (64, 321, 336), (32, 862, 720)]
 ROUNDS = {(10, 7, 96): 300, (256, 7, 96): 100, (64, 321, 336): 10, (32, 862, 720): 5}
-VARIANTS = ("fused", "eager", "compiled")
 MODES = ("forward", "forward+backward")
 
 RECORDS = []
-_COMPILED = []
 # one compiled function serves 4 shapes x 2 grad modes, each a static-shape specialisation
 torch._dynamo.config.recompile_limit = 64
 
 
-def loss_function(variant):
-    if variant == "fused":
-        return ddtime.value_loss
-    if variant == "eager":
-        return value_loss_reference
-    if not _COMPILED:
-        _COMPILED.append(torch.compile(value_loss_reference, fullgraph=True, dynamic=False))
-    return _COMPILED[0]
+loss_function = loss_variants(ddtime.value_loss, value_loss_reference)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,5 @@
-"""Benchmark bookkeeping shared by bench/*.py: peak tensor memory, machine description, result files.
+"""Benchmark bookkeeping shared by bench/*.py: the compared variants, peak tensor memory, machine
+description, result files.
 
 Peak memory is measured with torch.profiler (profile_memory=True): every allocation and free that goes
 through c10's CPU allocator -- eager ATen ops, Inductor's buffers and the ddtime kernels alike -- is an
@@ -16,6 +17,24 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+VARIANTS = ("fused", "eager", "compiled")
+
+
+def loss_variants(fused, reference):
+    """``variant -> callable`` for "fused", "eager" (the reference) and "compiled" (torch.compile of
+    the reference, fullgraph and static shapes, built once on first use)."""
+    compiled = []
+
+    def loss_function(variant):
+        if variant == "fused":
+            return fused
+        if variant == "eager":
+            return reference
+        if not compiled:
+            compiled.append(torch.compile(reference, fullgraph=True, dynamic=False))
+        return compiled[0]
+
+    return loss_function
 
 
 def peak_tensor_bytes(fn) -> int:
