@@ -21,8 +21,10 @@ CLI: ``ddtime evaluate --synthetic OUT/synthetic.safetensors [--models dlinear,m
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import pathlib
 import statistics
 from typing import Any, Callable, Sequence
@@ -31,7 +33,7 @@ import torch
 
 __all__ = [
     "student_recipe", "validation_windows", "train_students", "make_validator", "random_subset",
-    "full_data_baseline", "evaluate_synthetic", "configure_parser", "run", "FULL_DATA_RECIPE",
+    "full_data_baseline", "experts_reference", "baseline_cache_dir", "evaluate_synthetic", "configure_parser", "run", "FULL_DATA_RECIPE",
 ]
 
 # Adam at the backbone's own rate (``adam_lr``: 5e-3 for the linear models as LTSF-Linear, 1e-4 for the
@@ -135,21 +137,66 @@ def random_subset(data, size: int, *, seed: int = 0) -> torch.Tensor:
     return train[idx]
 
 
+def experts_reference(experts) -> dict[str, Any]:
+    """The full-data reference of CondTSF's code: test MSE/MAE of the experts' final models (from
+    the expert manifest; one run per expert)."""
+    runs = [{"test_mse": e["test_mse"], "test_mae": e["test_mae"], "val_mse": None, "epochs": None}
+            for e in experts.entries]
+    if not runs:
+        raise ValueError("experts: the full-data reference needs at least one trained expert")
+    return _stats(runs)
+
+
+def baseline_cache_dir() -> pathlib.Path:
+    """Where full-data references are cached: ``$DDTIME_CACHE_DIR`` or ``~/.cache/ddtime``, then ``baselines/``."""
+    root = os.environ.get("DDTIME_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ddtime")
+    return pathlib.Path(root) / "baselines"
+
+
+def _baseline_key(data, model: str, recipe: dict, num_runs: int, seed: int, model_kwargs: dict | None) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": model.lower(), "recipe": recipe, "num_runs": num_runs, "seed": seed,
+                         "model_kwargs": sorted((model_kwargs or {}).items()), "protocol": data.protocol,
+                         "seq_len": data.seq_len, "pred_len": data.pred_len, "stride": data.stride,
+                         "torch": torch.__version__.split("+")[0]}, sort_keys=True, default=str).encode())
+    for split in (data.train, data.val, data.test):
+        if split is not None:
+            h.update(repr(tuple(split.shape)).encode())
+            h.update(split.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
 def full_data_baseline(data, *, model: str = "dlinear", num_runs: int = 1, epochs: int | None = None, seed: int = 0,
-                       device: str = "cpu", quiet: bool = True, model_kwargs: dict | None = None) -> dict[str, Any]:
-    """Test MSE/MAE of ``num_runs`` models trained on all training windows (:data:`FULL_DATA_RECIPE`)."""
+                       device: str = "cpu", quiet: bool = True, model_kwargs: dict | None = None,
+                       cache: bool = True) -> dict[str, Any]:
+    """Test MSE/MAE of ``num_runs`` models trained on all training windows (:data:`FULL_DATA_RECIPE`).
+
+    With ``cache`` the result is kept in :func:`baseline_cache_dir`, keyed by a fingerprint of the
+    data (every split), the model and the recipe, so no run trains the same reference twice.
+    """
+    from ddtime._atomic import atomic_write_bytes
     from ddtime.training import train_model
 
     recipe = dict(FULL_DATA_RECIPE)
     if epochs is not None:
         recipe["epochs"] = epochs
+    path = baseline_cache_dir() / f"{_baseline_key(data, model, recipe, num_runs, seed, model_kwargs)}.json"
+    if cache and path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            pass  # a damaged cache entry is recomputed and rewritten
     runs = []
     for k in range(num_runs):
         out = train_model(_build(model, data, seed + k, model_kwargs), data, seed=seed + k, device=device,
                           quiet=quiet, **recipe)
         runs.append({"test_mse": out["test_mse"], "test_mae": out["test_mae"], "val_mse": out["val_mse"],
                      "epochs": out["epochs"]})
-    return _stats(runs)
+    stats = _stats(runs)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(stats).encode())
+    return stats
 
 
 def evaluate_synthetic(windows: torch.Tensor, data, *, models: Sequence[str] = ("dlinear",), num_students: int = 5,

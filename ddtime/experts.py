@@ -390,15 +390,21 @@ def train_experts(
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.description = ("Train expert trajectories (resumable; parallel under torchrun: rank r trains the "
                           "experts i with i mod world_size = r).")
+    from ddtime.presets import PRESETS
+
     parser.add_argument("--data", default=None,
                         help="dataset name (e.g. ETTh1) or CSV path; omitted = built-in generated dataset")
-    parser.add_argument("--protocol", choices=("standard", "condtsf"), default="standard")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="every default of a published setting (condtsf: CondTSF's buffer.py); explicit "
+                             "options win")
+    parser.add_argument("--protocol", choices=("standard", "condtsf"), default=None, help="default standard")
     parser.add_argument("--seq-len", type=int, default=None, help="look-back (default 96 standard, 24 condtsf)")
     parser.add_argument("--pred-len", type=int, default=None, help="horizon (default 96 standard, 24 condtsf)")
-    parser.add_argument("--stride", type=int, default=1, help="step between training windows (CondTSF: 4)")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="step between training windows (default 1 standard, 4 condtsf as CondTSF)")
     parser.add_argument("--model", default="dlinear", choices=sorted(MODELS), type=str.lower)
-    parser.add_argument("--num-experts", type=int, default=40)
-    parser.add_argument("--expert-epochs", type=int, default=80)
+    parser.add_argument("--num-experts", type=int, default=None, help="default 40")
+    parser.add_argument("--expert-epochs", type=int, default=None, help="default 80")
     parser.add_argument("--optimizer", choices=EXPERT_OPTIMIZERS, default="sgd", help="sam for FTD")
     parser.add_argument("--lr", type=float, default=None, help=f"default {DEFAULT_LR['sgd']}")
     parser.add_argument("--momentum", type=float, default=0.9)
@@ -414,10 +420,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def run(args: argparse.Namespace) -> int:
     import ddtime.data
+    from ddtime.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
+    from ddtime.presets import preset_defaults
 
-    default_len = 24 if args.protocol == "condtsf" else 96
-    seq_len = args.seq_len if args.seq_len is not None else default_len
-    pred_len = args.pred_len if args.pred_len is not None else default_len
+    preset = preset_defaults(args.preset) if args.preset else {}
+    chosen = {}
+    for key, value in {"protocol": "standard", "num_experts": 40, "expert_epochs": 80, **preset}.items():
+        if hasattr(args, key) and getattr(args, key) is None:
+            setattr(args, key, value)
+            chosen[key] = value
+    if args.preset:
+        print(f"ddtime experts: preset {args.preset}: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+    seq_len = args.seq_len if args.seq_len is not None else DEFAULT_LENGTHS[args.protocol]
+    pred_len = args.pred_len if args.pred_len is not None else DEFAULT_LENGTHS[args.protocol]
+    stride = args.stride if args.stride is not None else TRAIN_STRIDES[args.protocol]
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device is available")
@@ -429,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
         own_group = True
     try:
         data = ddtime.data.load_forecasting(args.data, protocol=args.protocol, seq_len=seq_len, pred_len=pred_len,
-                                            stride=args.stride)
+                                            stride=stride)
         store = train_experts(data, model=args.model, num_experts=args.num_experts,
                               expert_epochs=args.expert_epochs, optimizer=args.optimizer, lr=args.lr,
                               momentum=args.momentum, batch_size=args.batch_size, rho=args.rho, out_dir=args.out,

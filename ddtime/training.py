@@ -108,7 +108,10 @@ def train_model(
     """Train ``model`` in place on ``data`` (a :class:`ddtime.data.ForecastData`) and test it.
 
     Training uses ``data.windows("train")`` (the data's stride); validation and test use every
-    window (stride 1), as Time-Series-Library does.
+    window (stride 1), as Time-Series-Library does. Under the channel-independent ``condtsf``
+    protocol a batch holds ``batch_size`` windows with all their channels (``batch_size * N``
+    rows of consecutive groups of N, as CondTSF's loaders), so an ETTh1 epoch at stride 4 is 48
+    steps.
 
     Args:
         optimizer: "adam", "sgd" (momentum) or "sam" (SAM around SGD with momentum, radius rho).
@@ -155,6 +158,8 @@ def train_model(
     model.to(device)
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, rho=rho)
     generator = torch.Generator().manual_seed(seed)
+    per_window = len(data.channels) if data.protocol == "condtsf" and windows.shape[0] % len(data.channels) == 0 else 1
+    rows = torch.arange(windows.shape[0]).view(-1, per_window)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     best = {"val": math.inf, "epoch": 0, "state": None}
     train_losses, val_history = [], []
@@ -167,10 +172,10 @@ def train_model(
             for group in opt.param_groups:
                 group["lr"] = _epoch_lr(lr, epoch, schedule)
             model.train()
-            order = torch.randperm(windows.shape[0], generator=generator)
+            order = rows[torch.randperm(rows.shape[0], generator=generator)].flatten()
             total, seen = 0.0, 0
-            for start in range(0, windows.shape[0], batch_size):
-                batch = windows[order[start : start + batch_size]].to(device, torch.float32)
+            for start in range(0, order.shape[0], batch_size * per_window):
+                batch = windows[order[start : start + batch_size * per_window]].to(device, torch.float32)
                 x, y = batch[..., :seq_len], batch[..., seq_len:]
 
                 def closure():

@@ -5,6 +5,15 @@ import torch
 SEQ, PRED = 24, 12
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Full-data references are cached on disk: keep the suite's cache out of the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DDTIME_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Small models gain nothing from intra-op threads; a shared 2-core machine loses a lot."""

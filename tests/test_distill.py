@@ -217,11 +217,11 @@ def test_synthetic_series_representation(data, condtsf_data):
     assert windows.shape == (3, data.n_channels, SEQ + PRED)
     torch.testing.assert_close(windows[1], syn.values[:, 4:4 + SEQ + PRED])
     new = torch.randn(3, data.n_channels, PRED)
-    syn.set_labels(new)
+    syn.blend_labels(new, 1.0)
     # steps 40..43 belong to the last window's label only; step 32 to the labels of windows
-    # 0 (offset 8), 1 (offset 4) and 2 (offset 0), which are averaged
+    # 0 (offset 8), 1 (offset 4) and 2 (offset 0), written in that order (the last one wins at beta 1)
     torch.testing.assert_close(syn.labels()[2][:, -4:], new[2][:, -4:])
-    torch.testing.assert_close(syn.values[:, 32], (new[0][:, 8] + new[1][:, 4] + new[2][:, 0]) / 3)
+    torch.testing.assert_close(syn.values[:, 32], new[2][:, 0])
     ci = SyntheticSet.from_data(condtsf_data, samples=10, representation="series", generator=gen)
     assert ci.windows().shape == (7 * 2, 1, SEQ + PRED)
     with pytest.raises(ValueError, match="representation"):
@@ -233,7 +233,7 @@ def test_soft_labels_are_separate(data):
     before = syn.values.detach().clone()
     syn.enable_soft_labels()
     assert len(syn.parameters()) == 2
-    syn.set_labels(torch.zeros(4, data.n_channels, PRED))
+    syn.blend_labels(torch.zeros(4, data.n_channels, PRED), 1.0)
     assert torch.equal(syn.values.detach(), before) and float(syn.labels().detach().abs().sum()) == 0.0
 
 

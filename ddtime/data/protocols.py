@@ -14,6 +14,10 @@ and no validation split.
 from __future__ import annotations
 
 PROTOCOLS = ("standard", "condtsf")
+#: default look-back = horizon: 96 (TSLib) and 24 (CondTSF's code)
+DEFAULT_LENGTHS = {"standard": 96, "condtsf": 24}
+#: step between training windows: every window (TSLib), every 4th (CondTSF's loaders)
+TRAIN_STRIDES = {"standard": 1, "condtsf": 4}
 SPLIT_RULES = ("ett_hour", "ett_minute", "custom")
 _ETT_HOUR = (12 * 30 * 24, 4 * 30 * 24, 4 * 30 * 24)
 

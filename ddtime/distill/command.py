@@ -77,7 +77,8 @@ def ensure_experts(data, *, directory, model: str = "dlinear", num_experts: int,
     from ddtime.experts import MANIFEST, ExpertStore, data_fingerprint, train_experts
 
     directory = pathlib.Path(directory)
-    wanted = {"protocol": data.protocol, "seq_len": data.seq_len, "pred_len": data.pred_len, "model": model,
+    wanted = {"protocol": data.protocol, "seq_len": data.seq_len, "pred_len": data.pred_len, "stride": data.stride,
+              "model": model,
               "expert_epochs": expert_epochs, "optimizer": optimizer, "seed": seed,
               "data_fingerprint": data_fingerprint(data), "model_kwargs": dict(sorted((model_kwargs or {}).items()))}
     target = directory
@@ -87,7 +88,8 @@ def ensure_experts(data, *, directory, model: str = "dlinear", num_experts: int,
     elif directory.exists() and any(directory.iterdir()):
         target = None
     if target is None:
-        name = (f"{data.name}-{data.protocol}-{data.seq_len}-{data.pred_len}-{model}-{optimizer}-e{expert_epochs}"
+        name = (f"{data.name}-{data.protocol}-{data.seq_len}-{data.pred_len}-st{data.stride}-{model}-{optimizer}"
+                f"-e{expert_epochs}"
                 f"-s{seed}-{wanted['data_fingerprint'][:8]}")
         target = directory / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     if (target / MANIFEST).exists():
@@ -113,7 +115,8 @@ def run_distillation(data, config, *, experts, out_dir, resume: bool = False, st
     from ddtime._atomic import atomic_write_bytes
     from ddtime.distill.checkpoint import save_synthetic
     from ddtime.distill.loop import distill
-    from ddtime.evaluate import full_data_baseline, make_validator, random_subset, student_recipe, train_students
+    from ddtime.evaluate import (experts_reference, full_data_baseline, make_validator, random_subset, student_recipe,
+                                 train_students)
 
     t0 = time.perf_counter()
     out_dir = pathlib.Path(out_dir)
@@ -128,20 +131,28 @@ def run_distillation(data, config, *, experts, out_dir, resume: bool = False, st
         "pred_len": data.pred_len, "model": config.model, "method": config.method, "condtsf": config.condtsf,
         "ddtime": config.ddtime, "seed": config.seed, "best_iteration": result.best_iteration})
     cache = baseline_cache if baseline_cache is not None else {}
+    # the random real subset: the real stretch a series set starts from (CondTSF's iteration 0),
+    # else as many random training windows as the set holds
+    subset = (result.initial_windows if config.representation == "series"
+              else random_subset(data, windows.shape[0], seed=config.seed))
     per_model: dict[str, Any] = {}
     for name in (config.model, *[m for m in eval_models if m != config.model]):
         kwargs = config.model_kwargs if name == config.model else None
         synthetic = train_students(windows, data, model=name, num_students=students, recipe=recipe, seed=config.seed,
                                    device=config.device, quiet=True, model_kwargs=kwargs)
-        key = (name, windows.shape[0], students, config.seed, json.dumps(recipe, sort_keys=True), full_epochs)
+        key = (name, config.representation, windows.shape[0], students, config.seed, json.dumps(recipe, sort_keys=True),
+               full_epochs)
         if key not in cache:
-            subset = random_subset(data, windows.shape[0], seed=config.seed)
+            if data.protocol == "condtsf" and experts is not None and name == config.model:
+                full = experts_reference(experts)  # CondTSF's "full data": the experts' final models
+            else:
+                full = full_data_baseline(data, model=name, epochs=full_epochs, seed=config.seed, device=config.device,
+                                          quiet=True, model_kwargs=kwargs)
             cache[key] = {
                 "random_subset": train_students(subset, data, model=name, num_students=students, recipe=recipe,
                                                 seed=config.seed, device=config.device, quiet=True,
                                                 model_kwargs=kwargs),
-                "full_data": full_data_baseline(data, model=name, epochs=full_epochs, seed=config.seed,
-                                                device=config.device, quiet=True, model_kwargs=kwargs),
+                "full_data": full,
             }
         per_model[name] = {"synthetic": synthetic, **cache[key]}
     main = per_model[config.model]
@@ -180,10 +191,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``ddtime distill`` and ``ddtime compare``."""
     from ddtime.models import MODELS
 
+    from ddtime.presets import PRESETS
+
     parser.add_argument("--data", default=None,
                         help="dataset name (ETTh1, ...) or CSV path; omitted = built-in generated dataset "
                              "with quick defaults")
-    parser.add_argument("--protocol", choices=("standard", "condtsf"), default="standard")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="every default of a published setting (condtsf: CondTSF's code; see ddtime.presets); "
+                             "explicit options win")
+    parser.add_argument("--protocol", choices=("standard", "condtsf"), default=None, help="default standard")
     parser.add_argument("--seq-len", type=positive_int, default=None, help="look-back (96 standard, 24 condtsf)")
     parser.add_argument("--pred-len", type=positive_int, default=None, help="horizon (96 standard, 24 condtsf)")
     parser.add_argument("--model", type=str.lower, choices=sorted(MODELS), default="dlinear",
@@ -198,8 +214,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="DDTime terms with ddtime's fused ops or the plain-PyTorch reference")
     parser.add_argument("--condtsf-beta", type=fraction, default=0.01, help="CondTSF value-update step")
     parser.add_argument("--samples", type=positive_int, default=None, help="synthetic windows S (default 10)")
-    parser.add_argument("--representation", choices=("windows", "series"), default="windows")
-    parser.add_argument("--stride", type=positive_int, default=4, help="window stride of the series representation")
+    parser.add_argument("--representation", choices=("windows", "series"), default=None, help="default windows")
+    parser.add_argument("--stride", type=positive_int, default=None,
+                        help="window stride of the series representation (default 4)")
     parser.add_argument("--iterations", type=positive_int, default=None, help="distillation iterations (default 300)")
     parser.add_argument("--lr", type=positive_float, default=0.1, help="Adam lr of the synthetic data")
     parser.add_argument("--method-option", type=method_option, action="append", default=[], metavar="KEY=VALUE",
@@ -240,19 +257,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """Fill the options left at ``None`` from the quick (no --data) or full defaults; returns the choices."""
-    defaults = QUICK_DEFAULTS if args.data is None else FULL_DEFAULTS
-    chosen = {}
+    """Fill the options left at ``None`` from ``--preset``, then the quick (no --data) or full
+    defaults; returns the choices (printed by the commands)."""
+    from ddtime.presets import preset_defaults
+
+    chosen: dict[str, Any] = {}
+    preset = preset_defaults(args.preset) if getattr(args, "preset", None) else {}
+    args.method_defaults = preset.pop("method_defaults", {})
+    if args.method_defaults:
+        chosen["method_defaults"] = args.method_defaults
+    base = QUICK_DEFAULTS if args.data is None else FULL_DEFAULTS
+    defaults = {**base, "protocol": "standard", "representation": "windows", "stride": 4, **preset}
+    if preset:
+        defaults.pop("samples")  # set by load_data from the dataset's condensing rate
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
             chosen[key] = value
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    default_len = 24 if args.protocol == "condtsf" else 96
+    from ddtime.data.protocols import DEFAULT_LENGTHS
+
     for key in ("seq_len", "pred_len"):
         if getattr(args, key) is None:
-            setattr(args, key, default_len)
+            setattr(args, key, DEFAULT_LENGTHS[args.protocol])
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device: cuda requested but no CUDA device is available")
     if args.eval_models:
@@ -274,8 +302,9 @@ def build_config(args: argparse.Namespace, *, method: str, condtsf: bool, ddtime
     the ``--method-option`` entries (``ddtime compare`` passes those each method accepts)."""
     from ddtime.distill.loop import DistillConfig
 
+    options = dict(args.method_option) if options is None else dict(options)
     return DistillConfig(
-        method=method, method_options=dict(args.method_option) if options is None else dict(options),
+        method=method, method_options={**getattr(args, "method_defaults", {}).get(method, {}), **options},
         samples=args.samples,
         representation=args.representation, stride=args.stride, iterations=args.iterations, lr=args.lr,
         condtsf=condtsf, condtsf_beta=args.condtsf_beta, ddtime=ddtime, alpha=args.alpha, lambda_val=args.lambda_val,
@@ -298,14 +327,28 @@ def check_method_options(method: str, options: dict) -> None:
 
 
 def load_data(args: argparse.Namespace):
+    """The dataset of a resolved command line; under a preset without ``--samples``, also sets
+    ``args.samples`` from the dataset (CondTSF's condensing rate)."""
     from ddtime.data import load_forecasting
+    from ddtime.data.protocols import TRAIN_STRIDES
 
     try:
-        return load_forecasting(args.data, protocol=args.protocol, seq_len=args.seq_len, pred_len=args.pred_len)
+        data = load_forecasting(args.data, protocol=args.protocol, seq_len=args.seq_len, pred_len=args.pred_len,
+                                stride=TRAIN_STRIDES[args.protocol])
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"--data: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"--data / --seq-len / --pred-len: {exc}") from None
+    if getattr(args, "preset", None) == "condtsf" and args.samples is None:
+        from ddtime.presets import series_windows_per_channel
+
+        rows = max(end for _, end in data.borders.values())
+        per_channel = series_windows_per_channel(data.name, rows, seq_len=data.seq_len, pred_len=data.pred_len,
+                                                 stride=args.stride)
+        args.samples = per_channel * len(data.channels)
+        print(f"ddtime: preset condtsf: {per_channel} synthetic windows per channel x {len(data.channels)} channels "
+              f"= samples={args.samples}")
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
@@ -315,15 +358,16 @@ def run(args: argparse.Namespace) -> int:
 
     chosen = resolve(args)
     if chosen:
-        kind = "quick defaults (built-in generated dataset)" if args.data is None else "defaults"
+        kind = (f"preset {args.preset}" if args.preset else
+                "quick defaults (built-in generated dataset)" if args.data is None else "defaults")
         print(f"ddtime distill: {kind}: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     if args.student_side == "student" and args.ddtime and args.method not in ("mtt", "ftd", "datm"):
         raise ValueError(f"--student-side: 'student' needs a method with an unrolled student (mtt, ftd, datm), "
                          f"not {args.method!r}")
     check_method_options(args.method, dict(args.method_option))
+    data = load_data(args)
     config = build_config(args, method=args.method, condtsf=args.condtsf, ddtime=args.ddtime)
     method = build_method(args.method, **config.method_options)
-    data = load_data(args)
     out = pathlib.Path(args.out)
     experts, t_experts = None, time.perf_counter()
     if method.requires_experts or args.condtsf or args.ddtime:

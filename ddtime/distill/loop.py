@@ -2,10 +2,11 @@
 
 Per iteration (see :mod:`ddtime.distill.methods.base` for the method interface):
 
-1. when CondTSF's update or DDTime's terms are on, draw this iteration's teacher (final
-   checkpoint of a random expert);
+1. when DDTime's terms are on, draw this iteration's teacher (final checkpoint of a random
+   expert);
 2. ``method.updates_per_iteration`` times: on a CondTSF iteration (``(it + 1) % 3 == 0``) the
-   value update replaces the base update; otherwise the method returns ``L_base`` and the loop
+   value update, with a freshly drawn teacher each time (CondTSF's code), replaces the base
+   update; otherwise the method returns ``L_base`` and the loop
    minimises ``L_base / detach(L_base) + lambda_val * L_val + lambda_IS * L_IS`` with Adam
    (lr 0.1) over the synthetic set (methods may also own their update); then ``after_step``;
 3. every ``select_every`` iterations and after the last, the method's current synthetic
@@ -57,6 +58,7 @@ class DistillConfig:
     condtsf: bool = False
     condtsf_beta: float = 0.01
     condtsf_gap: int = 3
+    condtsf_series_write: str = "sequential"
     ddtime: bool = False
     alpha: float = 0.8
     lambda_val: float = 1.0
@@ -84,6 +86,10 @@ class DistillConfig:
                 raise ValueError(f"{name}: expected a non-negative int (0 = off), got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        from ddtime.distill.synthetic import SERIES_WRITES
+
+        if self.condtsf_series_write not in SERIES_WRITES:
+            raise ValueError(f"condtsf_series_write: expected one of {SERIES_WRITES}, got {self.condtsf_series_write!r}")
         if self.ddtime:  # validates alpha, lambdas, tau, student_side, loss_impl
             self.terms()
 
@@ -100,7 +106,8 @@ class DistillResult:
     """Outcome of :func:`distill`.
 
     windows: the synthetic windows ``[S, N, L]`` chosen on validation (the final ones when no
-    validator was given); final_windows: those after the last iteration; history: one dict per
+    validator was given); final_windows: those after the last iteration; initial_windows: those
+    before the first (the real data the set started from); history: one dict per
     update (``iteration``, ``kind`` "base"/"condtsf", ``base``, ``value``, ``isib``, ``total``);
     val_history: ``[(iteration, val_mse)]`` (iteration = number of finished iterations).
     """
@@ -112,6 +119,7 @@ class DistillResult:
     history: list[dict[str, float]]
     val_history: list[tuple[int, float]]
     seconds: float
+    initial_windows: torch.Tensor | None = None
     resumed_from: int | None = None
 
 
@@ -152,12 +160,13 @@ class DistillRun:
         self.device = device = torch.device(config.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.method = build_method(config.method, **config.method_options)
-        self.needs_teacher = config.condtsf or config.ddtime
-        if (self.method.requires_experts or self.needs_teacher) and experts is None:
+        needs_teacher = config.condtsf or config.ddtime
+        if (self.method.requires_experts or needs_teacher) and experts is None:
             raise ValueError(f"experts: method {config.method!r}"
-                             f"{' with CondTSF/DDTime' if self.needs_teacher else ''} needs an ExpertStore")
+                             f"{' with CondTSF/DDTime' if needs_teacher else ''} needs an ExpertStore")
         self.synthetic = SyntheticSet.from_data(data, samples=config.samples, representation=config.representation,
                                                 stride=config.stride, generator=self.generator, device=device)
+        self.initial_windows = self.synthetic.windows().detach().cpu().clone()
         self.model = _template_model(config, data)
         self.terms = config.terms() if config.ddtime else None
         self.teacher: torch.Tensor | None = None
@@ -188,11 +197,13 @@ class DistillRun:
     def iteration(self, it: int) -> None:
         """Run iteration ``it``: teacher draw, ``updates_per_iteration`` updates, ``after_step``."""
         config, method = self.config, self.method
-        if self.needs_teacher:
+        if config.ddtime:
             self.teacher = sample_teacher(self.experts, self.generator, self.device)
         for _ in range(method.updates_per_iteration):
             if config.condtsf and is_value_update(it, config.condtsf_gap):
-                value_update(self.synthetic, self.model, self.teacher, beta=config.condtsf_beta)
+                teacher = sample_teacher(self.experts, self.generator, self.device)
+                value_update(self.synthetic, self.model, teacher, beta=config.condtsf_beta,
+                             series_write=config.condtsf_series_write)
                 self.history.append({"iteration": it, "kind": "condtsf"})
             else:
                 self.parts = {}
@@ -294,4 +305,5 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
     return DistillResult(windows=chosen.cpu(), final_windows=final.cpu(),
                          best_iteration=best["iteration"] if best["windows"] is not None else config.iterations,
                          best_val_mse=best["val"] if best["windows"] is not None else None, history=run.history,
-                         val_history=run.val_history, seconds=time.perf_counter() - t0, resumed_from=resumed_from)
+                         val_history=run.val_history, seconds=time.perf_counter() - t0,
+                         initial_windows=run.initial_windows, resumed_from=resumed_from)

@@ -21,9 +21,10 @@ import math
 
 import torch
 
-__all__ = ["SyntheticSet", "REPRESENTATIONS"]
+__all__ = ["SyntheticSet", "REPRESENTATIONS", "SERIES_WRITES"]
 
 REPRESENTATIONS = ("windows", "series")
+SERIES_WRITES = ("sequential", "average")
 
 
 class SyntheticSet:
@@ -133,32 +134,42 @@ class SyntheticSet:
         self.soft_labels = init.detach().to(current).clone().requires_grad_(True)
 
     @torch.no_grad()
-    def set_labels(self, labels: torch.Tensor) -> None:
-        """Overwrite the labels with ``labels`` ``[S_w, N_w, pred_len]`` (in place, keeps the leaves).
+    def blend_labels(self, prediction: torch.Tensor, beta: float, *, series_write: str = "sequential") -> None:
+        """In place (keeps the leaves): move the labels toward ``prediction`` ``[S_w, N_w, pred_len]``.
 
-        Series representation: a label step shared by several overlapping windows gets the mean
-        of their new values (CondTSF writes the windows one after another instead; with the
-        convex value update both move each step toward the teachers' predictions).
+        ``labels <- (1 - beta) * labels + beta * prediction`` window by window. On the ``series``
+        representation overlapping windows share label steps: ``series_write="sequential"`` writes
+        the windows one after another, as CondTSF's code does, so a step covered by k windows
+        moves by ``1 - (1 - beta)^k`` toward the predictions; ``"average"`` (a departure) sets each
+        step to the mean of its windows' blended values (a move of ``beta``).
         """
         expected = (self.num_windows, self._raw_windows().shape[1], self.pred_len)
-        if tuple(labels.shape) != expected:
-            raise ValueError(f"labels: expected shape {expected}, got {tuple(labels.shape)}")
-        labels = labels.to(self.values)
+        if tuple(prediction.shape) != expected:
+            raise ValueError(f"prediction: expected shape {expected}, got {tuple(prediction.shape)}")
+        if series_write not in SERIES_WRITES:
+            raise ValueError(f"series_write: expected one of {SERIES_WRITES}, got {series_write!r}")
+        prediction = prediction.to(self.values)
         if self.soft_labels is not None:
-            self.soft_labels.copy_(labels)
-        elif self.representation == "windows":
-            self.values[..., self.seq_len:] = labels
-        else:
-            c, m = self.values.shape
-            per = labels.reshape(c, -1, self.pred_len) if self.channel_independent else labels.permute(1, 0, 2)
-            total = torch.zeros_like(self.values)
-            count = torch.zeros_like(self.values)
+            self.soft_labels.mul_(1.0 - beta).add_(prediction, alpha=beta)
+            return
+        if self.representation == "windows":
+            self.values[..., self.seq_len:] = (1.0 - beta) * self.values[..., self.seq_len:] + beta * prediction
+            return
+        c = self.values.shape[0]
+        per = prediction.reshape(c, -1, self.pred_len) if self.channel_independent else prediction.permute(1, 0, 2)
+        if series_write == "sequential":
             for w in range(per.shape[1]):
-                begin = w * self.stride + self.seq_len
-                total[:, begin:begin + self.pred_len] += per[:, w]
-                count[:, begin:begin + self.pred_len] += 1
-            covered = count > 0
-            self.values[covered] = total[covered] / count[covered]
+                step = self.values[:, w * self.stride + self.seq_len:][:, : self.pred_len]
+                step.mul_(1.0 - beta).add_(per[:, w], alpha=beta)
+            return
+        total, count = torch.zeros_like(self.values), torch.zeros_like(self.values)
+        for w in range(per.shape[1]):
+            begin = w * self.stride + self.seq_len
+            total[:, begin:begin + self.pred_len] += (1.0 - beta) * self.values[:, begin:begin + self.pred_len] \
+                + beta * per[:, w]
+            count[:, begin:begin + self.pred_len] += 1
+        covered = count > 0
+        self.values[covered] = total[covered] / count[covered]
 
     # checkpointing ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -9,9 +9,13 @@ used for ``updates_per_trajectory`` updates (CondTSF's ``multistep``).
 
 Options (SPEC defaults): ``syn_steps`` K 20, ``student_lr`` 3e-4, ``expert_epochs`` M 2,
 ``max_start_epoch`` 4 (start drawn from [0, 4)), ``updates_per_trajectory`` 2, ``syn_batch`` 64;
-``learn_lr`` (off) learns log(student lr) with its own Adam lr ``lr_lr``; ``label_mix`` (1.0)
-blends the student's labels with the target expert's forecast as CondTSF's code does with 0.2:
-``y = label_mix * y + (1 - label_mix) * f_{theta*_{t+M}}(x)``.
+``learn_lr`` (off) learns log(student lr) with its own Adam lr ``lr_lr``.
+
+Labels, as CondTSF's ``distill.py``/``backbone.py``: the inner loop trains on
+``label_mix * detach(y) + (1 - label_mix) * f_{theta*_{t+M}}(x)`` with ``label_mix`` 0.2, the
+target expert's forecast differentiable through the inputs x, so the base gradient reaches the
+inputs only and the labels move only through CondTSF's value update or DDTime's value term.
+``learn_labels=True`` (a named departure, off) lets the base gradient reach y as well.
 """
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ from typing import Any
 import torch
 
 from ddtime.distill.methods.base import DistillContext, DistillMethod, MethodOutput, register_method
-from ddtime.distill.teacher import teacher_predict
 from ddtime.models import functional_forward
 
 __all__ = ["MTT", "normalized_param_distance"]
@@ -41,7 +44,7 @@ class MTT(DistillMethod):
 
     def __init__(self, *, syn_steps: int = 20, student_lr: float = 3e-4, expert_epochs: int = 2,
                  max_start_epoch: int = 4, updates_per_trajectory: int = 2, syn_batch: int = 64,
-                 learn_lr: bool = False, lr_lr: float = 0.01, label_mix: float = 1.0):
+                 learn_lr: bool = False, lr_lr: float = 0.01, label_mix: float = 0.2, learn_labels: bool = False):
         for name, v in (("syn_steps", syn_steps), ("expert_epochs", expert_epochs), ("max_start_epoch", max_start_epoch),
                         ("updates_per_trajectory", updates_per_trajectory), ("syn_batch", syn_batch)):
             if not isinstance(v, int) or v < 1:
@@ -54,6 +57,7 @@ class MTT(DistillMethod):
         self.max_start_epoch, self.syn_batch, self.label_mix = max_start_epoch, syn_batch, float(label_mix)
         self.updates_per_iteration = updates_per_trajectory
         self.learn_lr, self.lr_lr = bool(learn_lr), float(lr_lr)
+        self.learn_labels = bool(learn_labels)
         self.log_lr = torch.tensor(math.log(self.student_lr), requires_grad=True) if self.learn_lr else None
         self._sampled: tuple[int, torch.Tensor, int] | None = None  # (iteration, trajectory, start epoch)
         self._epochs = 0
@@ -97,13 +101,15 @@ class MTT(DistillMethod):
         lr = self.log_lr.exp() if self.log_lr is not None else self.student_lr
         student = start_params.detach().clone().requires_grad_(True)
         ctx.model.train()
+        x_all, y_all = windows[..., : ctx.seq_len], windows[..., ctx.seq_len:]
+        if not self.learn_labels:
+            y_all = y_all.detach()
+        if self.label_mix < 1.0:  # the target expert's forecast, differentiable through x (CondTSF)
+            target_y = functional_forward(ctx.model, target_params.detach(), x_all)
+            y_all = self.label_mix * y_all + (1.0 - self.label_mix) * target_y
         for _ in range(self.syn_steps):
             idx = torch.randperm(windows.shape[0], generator=ctx.generator)[: self.syn_batch].to(windows.device)
-            batch = windows[idx]
-            x, y = batch[..., : ctx.seq_len], batch[..., ctx.seq_len:]
-            if self.label_mix < 1.0:
-                y = self.label_mix * y + (1.0 - self.label_mix) * teacher_predict(ctx.model, target_params, x)
-            loss = torch.nn.functional.mse_loss(functional_forward(ctx.model, student, x), y)
+            loss = torch.nn.functional.mse_loss(functional_forward(ctx.model, student, x_all[idx]), y_all[idx])
             (grad,) = torch.autograd.grad(loss, student, create_graph=True)
             student = student - lr * grad
         return student

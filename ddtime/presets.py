@@ -1,0 +1,50 @@
+"""Presets: one name that sets every default of a published setting (explicit options still win).
+
+``condtsf`` is CondTSF's code (RafaDD/CondTSF ``buffer.py``, ``distill.py``, ``model/gcond.py``):
+
+* data: the ``condtsf`` protocol (each channel z-scored over the whole series, first 70% train,
+  the rest test, channel-independent windows), 24 -> 24, training windows at stride 4;
+* experts: 40 x 80 epochs, SGD lr 5e-4 momentum 0.9, batches of 64 windows with all their
+  channels (ddtime's expert recipe under ``condtsf``);
+* synthetic set: the ``series`` representation, one stretch per channel of
+  ``int(rows * rate)`` steps, ``rate`` CondTSF's condensing rate of the dataset
+  (:data:`CONDENSING_RATES`), cut into windows at stride 4 (ETTh1: 69 steps, 6 windows a channel);
+* 300 iterations; DATM without learnable soft labels (CondTSF's DATM has none);
+* evaluation: 5 students, SGD lr 1e-4 momentum 0.9, 250 epochs (the protocol's recipe); the
+  set is selected every 50 iterations on held-back training windows, never on test.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PRESETS", "CONDENSING_RATES", "preset_defaults", "series_windows_per_channel"]
+
+#: CondTSF's ``condensing_rate`` ("standard") per dataset, by ddtime registry name.
+CONDENSING_RATES = {"ETTh1": 4e-3, "ETTh2": 4e-3, "ETTm1": 2e-3, "ETTm2": 2e-3, "exchange_rate": 1e-2,
+                    "weather": 2e-3, "electricity": 3e-3, "traffic": 4e-3}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "condtsf": {"protocol": "condtsf", "seq_len": 24, "pred_len": 24, "representation": "series", "stride": 4,
+                "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5, "select_every": 50,
+                "eval_epochs": 250, "method_defaults": {"datm": {"soft_labels": False}}},
+}
+
+
+def preset_defaults(name: str) -> dict[str, Any]:
+    """A copy of preset ``name``'s option values."""
+    if name not in PRESETS:
+        raise ValueError(f"--preset: expected one of {sorted(PRESETS)}, got {name!r}")
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
+
+
+def series_windows_per_channel(dataset: str, rows: int, *, seq_len: int, pred_len: int, stride: int) -> int:
+    """Windows per channel of CondTSF's synthetic stretch of ``int(rows * rate)`` steps (at least 1).
+
+    ``rows``: the whole file's length (CondTSF multiplies the full series length by the rate).
+    Datasets without a CondTSF rate get one window per channel.
+    """
+    rate = CONDENSING_RATES.get(dataset)
+    if rate is None:
+        return 1
+    steps = int(rows * rate)
+    return max(1, (steps - seq_len - pred_len) // stride + 1)

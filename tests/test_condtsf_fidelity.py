@@ -1,0 +1,213 @@
+"""CondTSF's code (RafaDD/CondTSF distill.py, backbone.py, buffer.py, model/gcond.py), pinned
+behaviour by behaviour, and the ``condtsf`` preset that sets its defaults."""
+import argparse
+import types
+
+import pytest
+import torch
+
+from ddtime.distill import DistillConfig, SyntheticSet, build_method, distill
+from ddtime.distill.condtsf import value_update
+from ddtime.distill.methods import DistillContext
+from ddtime.experts import train_experts
+from ddtime.models import build_model, functional_forward
+from ddtime.training import train_model
+
+SEQ, PRED = 24, 12
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _ctx(data, synthetic, experts, model):
+    return DistillContext(data=data, synthetic=synthetic, experts=experts, model=model, model_name="dlinear",
+                          real_windows=data.windows("train"), seq_len=SEQ, pred_len=PRED, iterations=10,
+                          generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                          extra_loss=lambda _: torch.zeros(()))
+
+
+def _mtt_setup(data, experts, representation="windows", **options):
+    synthetic = SyntheticSet.from_data(data, samples=4, representation=representation,
+                                       generator=torch.Generator().manual_seed(1))
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.n_channels)
+    method = build_method("mtt", syn_steps=3, **options)
+    ctx = _ctx(data, synthetic, experts, model)
+    method.prepare(ctx)
+    return method, ctx
+
+
+# 1. the base gradient reaches the inputs only ------------------------------------------------
+@pytest.mark.parametrize("representation", ["windows", "series"])
+def test_mtt_base_gradient_does_not_reach_the_labels(data, experts, representation):
+    method, ctx = _mtt_setup(data, experts, representation)
+    method.step(ctx, 0).loss.backward()
+    grad = ctx.synthetic.values.grad
+    label_only = grad[..., SEQ:] if representation == "windows" else grad[:, -PRED:]  # steps no input covers
+    assert float(label_only.abs().max()) == 0.0
+    inputs = grad[..., :SEQ] if representation == "windows" else grad[:, :SEQ]
+    assert float(inputs.abs().max()) > 0.0
+
+
+def test_learn_labels_is_the_named_departure(data, experts):
+    method, ctx = _mtt_setup(data, experts, learn_labels=True)
+    method.step(ctx, 0).loss.backward()
+    assert float(ctx.synthetic.values.grad[..., SEQ:].abs().max()) > 0.0
+
+
+# 2. soft labels: 0.2 * y + 0.8 * f(theta*_{t+M}, x), differentiable through x ------------------
+def test_soft_label_is_differentiable_through_the_inputs(data, experts):
+    method, ctx = _mtt_setup(data, experts)
+    assert method.label_mix == 0.2
+    trajectory = experts.trajectory(0)
+    start, target = trajectory[1], trajectory[3]
+    windows = ctx.synthetic.windows()
+    student = method.unroll(ctx, start, windows, target)
+    (got,) = torch.autograd.grad(student.sum(), ctx.synthetic.values)
+
+    x, y = windows[..., :SEQ], windows[..., SEQ:].detach()
+    manual = start.clone().requires_grad_(True)
+    soft = 0.2 * y + 0.8 * functional_forward(ctx.model, target, x)
+    for _ in range(3):  # syn_batch >= S: every step sees all windows, the mean ignores their order
+        loss = torch.nn.functional.mse_loss(functional_forward(ctx.model, manual, x), soft)
+        (g,) = torch.autograd.grad(loss, manual, create_graph=True)
+        manual = manual - 3e-4 * g
+    (want,) = torch.autograd.grad(manual.sum(), ctx.synthetic.values)
+    torch.testing.assert_close(got, want)
+    no_grad_soft = soft.detach()
+    manual = start.clone().requires_grad_(True)
+    loss = torch.nn.functional.mse_loss(functional_forward(ctx.model, manual, x), no_grad_soft)
+    (g,) = torch.autograd.grad(loss, manual, create_graph=True)
+    (detached,) = torch.autograd.grad((manual - 3e-4 * g).sum(), ctx.synthetic.values)
+    assert not torch.allclose(detached, want)  # the target forecast's own gradient matters
+
+
+# 3. CondTSF's update on a series writes the windows one after another -------------------------
+@pytest.mark.parametrize("beta", [0.01, 0.3])
+def test_series_value_update_moves_a_step_covered_by_k_windows_by_one_minus_one_minus_beta_to_the_k(beta):
+    values = torch.zeros(2, 3 * 4 + SEQ + PRED)  # 4 windows at stride 4 per channel
+    syn = SyntheticSet(values, representation="series", seq_len=SEQ, pred_len=PRED, stride=4)
+    syn.blend_labels(torch.ones(4, 2, PRED), beta)
+    coverage = torch.zeros(values.shape[1])
+    for w in range(4):
+        coverage[w * 4 + SEQ:w * 4 + SEQ + PRED] += 1
+    expected = 1.0 - (1.0 - beta) ** coverage
+    torch.testing.assert_close(syn.values.detach(), expected.expand(2, -1), rtol=1e-6, atol=1e-7)
+    assert float(coverage.max()) == 3.0  # some steps are covered by 3 windows
+
+    averaged = SyntheticSet(values, representation="series", seq_len=SEQ, pred_len=PRED, stride=4)
+    averaged.blend_labels(torch.ones(4, 2, PRED), beta, series_write="average")
+    torch.testing.assert_close(averaged.values.detach(), beta * (coverage > 0).float().expand(2, -1))
+
+
+def test_value_update_writes_sequentially_and_draws_a_teacher_per_update(condtsf_data, condtsf_experts):
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=1)
+    syn = SyntheticSet.from_data(condtsf_data, samples=14, representation="series",
+                                 generator=torch.Generator().manual_seed(0))
+    teacher = condtsf_experts.trajectory(0)[-1]
+    before = syn.values.detach().clone()
+    with torch.no_grad():
+        pred = functional_forward(model.eval(), teacher, syn.inputs())  # all windows forecast first
+    value_update(syn, model, teacher, beta=0.5)
+    manual = before.clone()
+    per = pred.reshape(before.shape[0], -1, PRED)
+    for w in range(per.shape[1]):
+        manual[:, w * 4 + SEQ:w * 4 + SEQ + PRED] = 0.5 * manual[:, w * 4 + SEQ:w * 4 + SEQ + PRED] + 0.5 * per[:, w]
+    torch.testing.assert_close(syn.values.detach(), manual)
+
+
+# 4. experts under condtsf: stride-4 windows, a batch is 64 windows with all their channels ------
+def test_condtsf_experts_batch_whole_windows(condtsf_data):
+    import ddtime.data
+
+    data = ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED, stride=4)
+    n = len(data.channels)
+    windows = data.windows("train")
+    assert windows.shape[0] == n * ((data.train.shape[1] - SEQ - PRED) // 4 + 1)
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=1)
+    seen = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()) if _m.training else None)
+    train_model(model, data, optimizer="sgd", lr=5e-4, epochs=1, batch_size=64, patience=None, quiet=True)
+    per_window = windows.shape[0] // n
+    assert len(seen) == -(-per_window // 64)  # ceil(windows / 64) steps per epoch
+    assert all(b.shape[0] % n == 0 for b in seen) and seen[0].shape[0] == 64 * n
+    first = seen[0].view(64, n, SEQ)  # every group of n rows is one window's n channels
+    x = windows[..., :SEQ].view(per_window, n, SEQ)
+    for group in first[:5]:
+        assert any(torch.equal(group, x[i]) for i in range(per_window))
+
+
+# 5. FTD's moving average is bias-corrected ---------------------------------------------------
+def test_ftd_ema_carries_no_weight_on_the_initial_set():
+    ftd = build_method("ftd", ema_decay=0.99)
+    initial, current = torch.zeros(3, 1, 8), torch.full((3, 1, 8), 2.0)
+    ctx = types.SimpleNamespace(synthetic=types.SimpleNamespace(windows=lambda: current))
+    ftd.ema, ftd.updates = torch.zeros_like(initial), 0
+    for it in range(5):
+        ftd.after_step(ctx, it)
+    torch.testing.assert_close(ftd.final_windows(ctx), current)  # 5 updates of a constant set: that set
+
+
+# 6. the random-subset reference of a series set is its initial stretch -------------------------
+def test_initial_windows_are_the_starting_stretch(condtsf_data, condtsf_experts):
+    config = DistillConfig(method="mtt", method_options={"syn_steps": 2}, samples=14, representation="series",
+                           iterations=2, quiet=True, checkpoint_every=0, select_every=0)
+    result = distill(condtsf_data, config, experts=condtsf_experts)
+    start = SyntheticSet.from_data(condtsf_data, samples=14, representation="series",
+                                   generator=torch.Generator().manual_seed(0)).windows()
+    torch.testing.assert_close(result.initial_windows, start.detach())
+    assert not torch.equal(result.final_windows, result.initial_windows)
+
+
+# the preset ----------------------------------------------------------------------------------
+def test_condensing_rates_give_condtsf_synthetic_lengths():
+    from ddtime.presets import series_windows_per_channel
+
+    # int(rows * rate) steps, windows of 48 at stride 4 (CondTSF: generate_dataset(..., 4))
+    assert series_windows_per_channel("ETTh1", 17420, seq_len=24, pred_len=24, stride=4) == 6    # 69 steps
+    assert series_windows_per_channel("ETTm1", 69680, seq_len=24, pred_len=24, stride=4) == 23   # 139 steps
+    assert series_windows_per_channel("exchange_rate", 7588, seq_len=24, pred_len=24, stride=4) == 7  # 75
+    assert series_windows_per_channel("synthetic", 4000, seq_len=24, pred_len=24, stride=4) == 1
+
+
+def _parse(argv):
+    from ddtime.cli import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+def test_preset_sets_condtsf_defaults_and_explicit_options_win():
+    from ddtime.distill.command import build_config, load_data, resolve
+
+    args = _parse(["distill", "--preset", "condtsf", "--iterations", "7", "--quiet"])
+    resolve(args)
+    assert (args.protocol, args.seq_len, args.pred_len, args.representation, args.stride) == \
+        ("condtsf", 24, 24, "series", 4)
+    assert (args.iterations, args.num_experts, args.expert_epochs, args.students, args.eval_epochs) == (7, 40, 80, 5, 250)
+    data = load_data(args)
+    assert data.stride == 4 and args.samples == len(data.channels)  # built-in data: one window per channel
+    config = build_config(args, method="datm", condtsf=True, ddtime=False)
+    assert config.method_options == {"soft_labels": False}  # CondTSF's DATM has no soft labels
+    explicit = _parse(["distill", "--preset", "condtsf", "--protocol", "standard", "--samples", "3",
+                       "--method-option", "soft_labels=True"])
+    resolve(explicit)
+    assert explicit.protocol == "standard" and explicit.samples == 3
+    assert build_config(explicit, method="datm", condtsf=False, ddtime=False).method_options == {"soft_labels": True}
+
+
+def test_experts_preset(tmp_path, capsys):
+    from ddtime.cli import main
+
+    assert main(["experts", "--preset", "condtsf", "--num-experts", "1", "--expert-epochs", "1", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "preset condtsf" in out
+    from ddtime.experts import ExpertStore
+
+    settings = ExpertStore(tmp_path).settings
+    assert (settings["protocol"], settings["seq_len"], settings["stride"], settings["batch_size"]) == \
+        ("condtsf", 24, 4, 64)
+
+
+@pytest.fixture(scope="module")
+def condtsf_experts(condtsf_data, tmp_path_factory):
+    return train_experts(condtsf_data, num_experts=2, expert_epochs=4, out_dir=tmp_path_factory.mktemp("cexp"),
+                         quiet=True)
