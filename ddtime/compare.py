@@ -65,7 +65,7 @@ def options_for(method: str, options: dict[str, Any], all_methods: Sequence[str]
 def run_grid(data, *, methods: Sequence[str], variants: Sequence[str], args: argparse.Namespace, out_dir,
              quiet: bool = True) -> list[dict[str, Any]]:
     """Run every (method, variant) cell; ``args`` holds the resolved common options. Returns table rows."""
-    from ddtime.distill.command import build_config, check_method_options, ensure_experts, run_distillation
+    from ddtime.distill.command import build_config, check_method_options, ensure_experts, expert_seed, run_distillation
     from ddtime.distill.methods import build_method
     from ddtime.evaluate import student_recipe
 
@@ -99,7 +99,7 @@ def run_grid(data, *, methods: Sequence[str], variants: Sequence[str], args: arg
                         stores[key] = ensure_experts(data, directory=args.experts or out_dir / "experts",
                                                      model=args.model, num_experts=args.num_experts,
                                                      expert_epochs=args.expert_epochs, optimizer=key,
-                                                     seed=args.seed, device=args.device, quiet=quiet)
+                                                     seed=expert_seed(args), device=args.device, quiet=quiet)
                     experts = stores[key]
                 results = run_distillation(data, config, experts=experts, out_dir=cell, resume=args.resume,
                                            students=args.students, eval_models=args.eval_models, recipe=recipe,

@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from ddtime._atomic import atomic_write_bytes
 from ddtime.models import MODELS, assign_flat_params, build_model, flat_params, param_spec
-from ddtime.training import DEFAULT_LR, train_model
+from ddtime.stacked_training import train_stacked
+from ddtime.training import DEFAULT_LR, evaluate
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -302,6 +303,7 @@ def train_experts(
     seed: int = 0,
     quiet: bool = False,
     on_expert_end=None,
+    group_size: int = 20,
 ) -> ExpertStore:
     """Train (or resume) ``num_experts`` experts of ``model`` on ``data`` into ``out_dir``.
 
@@ -310,6 +312,9 @@ def train_experts(
     manifest. Already stored experts of the same settings are kept; a manifest with other
     settings raises ``ValueError``. ``on_expert_end(i, entry)`` runs after expert ``i`` is
     stored. Under an initialised ``torch.distributed`` group the experts are split by rank.
+    ``group_size`` experts are trained at once, in lockstep (:func:`ddtime.stacked_training.train_stacked`:
+    the same batches and steps as one ``train_model`` run each, about 10x faster for small models);
+    a killed run loses at most the group in progress.
     """
     if not isinstance(model, str) or model.lower() not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
@@ -319,6 +324,7 @@ def train_experts(
     _check_int("expert_epochs", expert_epochs, 1)
     _check_int("batch_size", batch_size, 1)
     _check_int("seed", seed, 0)
+    _check_int("group_size", group_size, 1)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     settings = expert_settings(data, model=model, model_kwargs=model_kwargs, expert_epochs=expert_epochs,
                                optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, rho=rho,
@@ -354,27 +360,39 @@ def train_experts(
         device = torch.device("cuda", torch.cuda.current_device())
     todo = [i for i in range(num_experts) if i % world == rank and i not in done]
     desc = "experts" if world == 1 else f"experts (rank {rank})"
-    for i in tqdm(todo, desc=desc, disable=quiet):
-        net = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
-                          seed=seed + i, **(model_kwargs or {}))
-        snapshots = [flat_params(net).cpu()]
-        result = train_model(net, data, optimizer=optimizer, lr=lr, epochs=expert_epochs, batch_size=batch_size,
-                             patience=None, seed=seed + i, device=device, quiet=quiet, momentum=momentum, rho=rho,
-                             lr_schedule="constant",
-                             on_epoch_end=lambda _epoch, m: snapshots.append(flat_params(m).cpu()))
-        trajectory = torch.stack(snapshots).float()
-        if not torch.isfinite(trajectory).all():
-            raise RuntimeError(f"expert {i} diverged (non-finite parameters); lower lr (got {lr})")
-        entry = {"index": i, "file": expert_file(i), "seed": seed + i, "test_mse": result["test_mse"],
-                 "test_mae": result["test_mae"], "train_loss": result["train_loss"][-1]}
-        meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i), "test_mse": repr(entry["test_mse"]),
-                "test_mae": repr(entry["test_mae"]), "train_loss": repr(entry["train_loss"])}
-        atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
-        done[i] = entry
-        if world == 1:
-            _write_manifest(manifest_path, manifest())
-        if on_expert_end is not None:
-            on_expert_end(i, entry)
+    bar = tqdm(total=len(todo) * expert_epochs, desc=f"{desc} (epochs)", disable=quiet)
+    test_windows = data.windows("test", stride=1)
+    for first in range(0, len(todo), group_size):
+        chunk = todo[first:first + group_size]
+        nets = [build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                            seed=seed + i, **(model_kwargs or {})) for i in chunk]
+        snapshots = [[flat_params(net).cpu()] for net in nets]
+
+        def record(_epoch, flats, snapshots=snapshots, n=len(chunk)):
+            for trajectory, flat in zip(snapshots, flats):
+                trajectory.append(flat)
+            bar.update(n)
+
+        losses = train_stacked(nets, data, seeds=[seed + i for i in chunk], optimizer=optimizer, lr=lr,
+                               epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho, device=device,
+                               on_epoch_end=record)
+        for i, net, trajectory, loss in zip(chunk, nets, snapshots, losses):
+            trajectory = torch.stack(trajectory).float()
+            if not torch.isfinite(trajectory).all():
+                raise RuntimeError(f"expert {i} diverged (non-finite parameters); lower lr (got {lr})")
+            test = evaluate(net, test_windows, seq_len=data.seq_len, device=device)
+            entry = {"index": i, "file": expert_file(i), "seed": seed + i, "test_mse": test["mse"],
+                     "test_mae": test["mae"], "train_loss": loss[-1]}
+            meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i),
+                    "test_mse": repr(entry["test_mse"]), "test_mae": repr(entry["test_mae"]),
+                    "train_loss": repr(entry["train_loss"])}
+            atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
+            done[i] = entry
+            if world == 1:
+                _write_manifest(manifest_path, manifest())
+            if on_expert_end is not None:
+                on_expert_end(i, entry)
+    bar.close()
 
     if world > 1:
         _barrier()

@@ -191,3 +191,29 @@ def test_torchrun_two_ranks(reference, tmp_path):
     assert store.manifest["settings"] == ref.manifest["settings"]
     for i in range(2):
         torch.testing.assert_close(store.trajectory(i), ref.trajectory(i), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("protocol,stride", [("standard", 1), ("condtsf", 4)])
+@pytest.mark.parametrize("optimizer", ["sgd", "sam"])
+def test_stacked_training_equals_one_train_model_run_per_expert(protocol, stride, optimizer):
+    """Experts train in lockstep; each must follow the batches and steps of its own train_model run."""
+    import ddtime.data
+    from ddtime.models import build_model, flat_params
+    from ddtime.stacked_training import train_stacked
+    from ddtime.training import train_model
+
+    data = ddtime.data.load_forecasting(None, protocol=protocol, seq_len=24, pred_len=12, stride=stride)
+    build = lambda i: build_model("dlinear", seq_len=24, pred_len=12, channels=data.n_channels, seed=i)  # noqa: E731
+    nets, got = [build(i) for i in (3, 4)], [[], []]
+    train_stacked(nets, data, seeds=[3, 4], optimizer=optimizer, lr=5e-4, epochs=2,
+                  on_epoch_end=lambda _e, flats: [got[g].append(f) for g, f in enumerate(flats)])
+    for g, i in enumerate((3, 4)):
+        single, want = build(i), []
+        train_model(single, data, optimizer=optimizer, lr=5e-4, epochs=2, batch_size=64, patience=None, seed=i,
+                    quiet=True, lr_schedule="constant", on_epoch_end=lambda _e, m: want.append(flat_params(m)))
+        torch.testing.assert_close(torch.stack(got[g]), torch.stack(want), rtol=0, atol=1e-6)
+        torch.testing.assert_close(flat_params(nets[g]), want[-1], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="seeds"):
+        train_stacked(nets, data, seeds=[1], lr=5e-4, epochs=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        train_stacked(nets, data, seeds=[1, 2], optimizer="adam", lr=5e-4, epochs=1)

@@ -235,6 +235,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="let the initial set (= the random-subset reference) compete in the selection")
     parser.add_argument("--checkpoint-every", type=positive_int, default=None, help="checkpoint every N iterations")
     parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--expert-seed", type=non_negative_int, default=None,
+                        help="seed of the experts (default --seed): several distillation seeds can share one "
+                             "expert set, as CondTSF's repeated runs share one buffer")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default: torch's; 1 without --data: the small models gain nothing "
@@ -314,6 +317,11 @@ def build_config(args: argparse.Namespace, *, method: str, condtsf: bool, ddtime
         checkpoint_every=args.checkpoint_every, quiet=args.quiet)
 
 
+def expert_seed(args: argparse.Namespace) -> int:
+    """The experts' seed of a parsed command line."""
+    return args.seed if getattr(args, "expert_seed", None) is None else args.expert_seed
+
+
 def check_method_options(method: str, options: dict) -> None:
     """Instantiate the method once so that a bad ``--method-option`` fails before any training."""
     from ddtime.distill.methods import build_method
@@ -373,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
     if method.requires_experts or args.condtsf or args.ddtime:
         experts = ensure_experts(data, directory=args.experts or out / "experts", model=args.model,
                                  num_experts=args.num_experts, expert_epochs=args.expert_epochs,
-                                 optimizer=method.expert_optimizer, seed=args.seed, device=args.device,
+                                 optimizer=method.expert_optimizer, seed=expert_seed(args), device=args.device,
                                  quiet=args.quiet)
     recipe = student_recipe(data.protocol, epochs=args.eval_epochs, lr=args.eval_lr)
     results = run_distillation(data, config, experts=experts, out_dir=out, resume=args.resume,

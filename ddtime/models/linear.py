@@ -4,10 +4,21 @@ The three models are linear maps along time, shared across channels unless ``ind
 They have no hidden layer, so ``embed(x)`` is the flattened forecast ``(batch, channels *
 pred_len)``: the only parameter-dependent representation they compute.
 """
+import functools
+
 import torch
-import torch.nn.functional as F
 
 from ddtime.models.base import ForecastModel, TimeLinear, check_positive_int
+
+
+@functools.lru_cache(maxsize=64)
+def _averaging_matrix(length: int, kernel_size: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """``(time, time)`` matrix M with ``moving_average(x) = x @ M.T`` (edge replication folded in)."""
+    front = (kernel_size - 1) // 2
+    index = (torch.arange(length).unsqueeze(1) + torch.arange(kernel_size) - front).clamp_(0, length - 1)
+    counts = torch.zeros(length, length, dtype=torch.float64).scatter_add_(
+        1, index, torch.ones(length, kernel_size, dtype=torch.float64))
+    return (counts / kernel_size).to(dtype=dtype, device=device)
 
 
 def moving_average(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -15,16 +26,12 @@ def moving_average(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
 
     x: (..., time) -> (..., time). Any time length >= 1 works, including one shorter than the
     kernel: the series is padded with (k-1)//2 copies of its first value in front and k-1-(k-1)//2
-    copies of its last value behind, then averaged with stride 1.
+    copies of its last value behind, then averaged with stride 1. Computed as one product with a
+    cached (time, time) averaging matrix: the same numbers as LTSF-Linear's AvgPool1d up to
+    rounding, several times faster on small batches and under ``vmap``.
     """
-    front = (kernel_size - 1) // 2
-    back = kernel_size - 1 - front
-    length = x.shape[-1]
-    padded = torch.cat(
-        [x[..., :1].expand(*x.shape[:-1], front), x, x[..., -1:].expand(*x.shape[:-1], back)], dim=-1
-    )
-    out = F.avg_pool1d(padded.reshape(-1, 1, length + kernel_size - 1), kernel_size, stride=1)
-    return out.reshape(x.shape)
+    matrix = _averaging_matrix(x.shape[-1], kernel_size, x.dtype, str(x.device))
+    return x @ matrix.T
 
 
 def series_decomposition(x: torch.Tensor, kernel_size: int):
