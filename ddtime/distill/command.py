@@ -136,6 +136,7 @@ def run_distillation(data, config, *, experts, out_dir, resume: bool = False, st
     subset = (result.initial_windows if config.representation == "series"
               else random_subset(data, windows.shape[0], seed=config.seed))
     per_model: dict[str, Any] = {}
+    t_eval = time.perf_counter()
     for name in (config.model, *[m for m in eval_models if m != config.model]):
         kwargs = config.model_kwargs if name == config.model else None
         synthetic = train_students(windows, data, model=name, num_students=students, recipe=recipe, seed=config.seed,
@@ -155,6 +156,7 @@ def run_distillation(data, config, *, experts, out_dir, resume: bool = False, st
                 "full_data": full,
             }
         per_model[name] = {"synthetic": synthetic, **cache[key]}
+    evaluate_seconds = time.perf_counter() - t_eval
     main = per_model[config.model]
     results = {
         "settings": {**config.to_dict(), "data": data_arg, "dataset": data.name, "protocol": data.protocol,
@@ -170,6 +172,7 @@ def run_distillation(data, config, *, experts, out_dir, resume: bool = False, st
         "random_subset_test_mae": main["random_subset"]["test_mae"],
         "best_iteration": result.best_iteration, "best_val_mse": result.best_val_mse,
         "val_history": [list(v) for v in result.val_history], "distill_seconds": result.seconds,
+        "select_seconds": result.select_seconds, "evaluate_seconds": evaluate_seconds,
         "architectures": {name: {kind: {k: v for k, v in stats.items() if k != "runs"} for kind, stats in entry.items()}
                           for name, entry in per_model.items()},
     }
@@ -212,6 +215,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="value-term student side: synthetic labels or the unrolled student's forecast")
     parser.add_argument("--loss-impl", choices=("fused", "reference"), default="fused",
                         help="DDTime terms with ddtime's fused ops or the plain-PyTorch reference")
+    parser.add_argument("--term-balance", choices=("none", "grad-norm"), default="grad-norm",
+                        help="how L_base and DDTime's terms combine: each term's gradient scaled to unit norm before "
+                             "the lambdas (grad-norm, default) or SPEC's plain sum (none)")
     parser.add_argument("--condtsf-beta", type=fraction, default=0.01, help="CondTSF value-update step")
     parser.add_argument("--samples", type=positive_int, default=None, help="synthetic windows S (default 10)")
     parser.add_argument("--representation", choices=("windows", "series"), default=None, help="default windows")
@@ -312,6 +318,7 @@ def build_config(args: argparse.Namespace, *, method: str, condtsf: bool, ddtime
         representation=args.representation, stride=args.stride, iterations=args.iterations, lr=args.lr,
         condtsf=condtsf, condtsf_beta=args.condtsf_beta, ddtime=ddtime, alpha=args.alpha, lambda_val=args.lambda_val,
         lambda_is=args.lambda_is, tau=args.tau, student_side=args.student_side, loss_impl=args.loss_impl,
+        term_balance=args.term_balance,
         model=args.model, seed=args.seed, device=args.device, select_every=args.select_every,
         select_initial=args.select_initial,
         checkpoint_every=args.checkpoint_every, quiet=args.quiet)

@@ -60,12 +60,25 @@ class DDTimeTerms:
             raise ValueError(f"loss_impl: expected one of {LOSS_IMPLS}, got {self.loss_impl!r}")
         self._value_loss, self._isib_loss = _loss_functions(self.loss_impl)
 
+    @property
+    def weights(self) -> dict[str, float]:
+        """``{"value": lambda_val, "isib": lambda_IS}``"""
+        return {"value": self.lambda_val, "isib": self.lambda_is}
+
     def __call__(self, windows: torch.Tensor, *, seq_len: int, model: torch.nn.Module, teacher_params: torch.Tensor,
                  student_params: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted terms for synthetic ``windows`` ``[S, N, seq_len + pred_len]``.
 
         Returns ``(lambda_val * L_val + lambda_IS * L_IS, {"value": L_val, "isib": L_IS})``.
         """
+        losses = self.losses(windows, seq_len=seq_len, model=model, teacher_params=teacher_params,
+                             student_params=student_params)
+        total = sum(self.weights[k] * v for k, v in losses.items())
+        return total, {k: float(v.detach()) for k, v in losses.items()}
+
+    def losses(self, windows: torch.Tensor, *, seq_len: int, model: torch.nn.Module, teacher_params: torch.Tensor,
+               student_params: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The unweighted terms ``{"value": L_val, "isib": L_IS}`` (0-dim, differentiable)."""
         inputs = windows[..., :seq_len]
         teacher = teacher_predict(model, teacher_params, inputs)
         if self.student_side == "labels":
@@ -75,7 +88,5 @@ class DDTimeTerms:
                 raise ValueError("student_side: 'student' needs a method with an unrolled student "
                                  "(mtt, ftd, datm); use student_side='labels'")
             student = functional_forward(model, student_params, inputs)
-        value = self._value_loss(student, teacher, alpha=self.alpha, dim=-1)
-        isib = self._isib_loss(windows, tau=self.tau)
-        total = self.lambda_val * value + self.lambda_is * isib
-        return total, {"value": float(value.detach()), "isib": float(isib.detach())}
+        return {"value": self._value_loss(student, teacher, alpha=self.alpha, dim=-1),
+                "isib": self._isib_loss(windows, tau=self.tau)}

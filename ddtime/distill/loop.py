@@ -39,9 +39,11 @@ from ddtime.distill.methods import DistillContext, build_method
 from ddtime.distill.synthetic import SyntheticSet
 from ddtime.distill.teacher import sample_teacher
 
-__all__ = ["DistillConfig", "DistillResult", "DistillRun", "distill", "CHECKPOINT_NAME"]
+__all__ = ["DistillConfig", "DistillResult", "DistillRun", "distill", "CHECKPOINT_NAME", "TERM_BALANCES"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: how the base loss and DDTime's terms combine into the synthetic data's gradient
+TERM_BALANCES = ("none", "grad-norm")
 
 
 @dataclass
@@ -66,6 +68,7 @@ class DistillConfig:
     tau: float = 1.0
     student_side: str = "labels"
     loss_impl: str = "fused"
+    term_balance: str = "grad-norm"
     model: str = "dlinear"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -88,6 +91,8 @@ class DistillConfig:
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
         from ddtime.distill.synthetic import SERIES_WRITES
 
+        if self.term_balance not in TERM_BALANCES:
+            raise ValueError(f"term_balance: expected one of {TERM_BALANCES}, got {self.term_balance!r}")
         if self.condtsf_series_write not in SERIES_WRITES:
             raise ValueError(f"condtsf_series_write: expected one of {SERIES_WRITES}, got {self.condtsf_series_write!r}")
         if self.ddtime:  # validates alpha, lambdas, tau, student_side, loss_impl
@@ -109,7 +114,8 @@ class DistillResult:
     validator was given); final_windows: those after the last iteration; initial_windows: those
     before the first (the real data the set started from); history: one dict per
     update (``iteration``, ``kind`` "base"/"condtsf", ``base``, ``value``, ``isib``, ``total``);
-    val_history: ``[(iteration, val_mse)]`` (iteration = number of finished iterations).
+    val_history: ``[(iteration, val_mse)]`` (iteration = number of finished iterations);
+    seconds: wall time of :func:`distill`, of which select_seconds went to validation selection.
     """
 
     windows: torch.Tensor
@@ -119,6 +125,7 @@ class DistillResult:
     history: list[dict[str, float]]
     val_history: list[tuple[int, float]]
     seconds: float
+    select_seconds: float = 0.0
     initial_windows: torch.Tensor | None = None
     resumed_from: int | None = None
 
@@ -184,6 +191,7 @@ class DistillRun:
         self.val_history: list[tuple[int, float]] = []
         self.best: dict[str, Any] = {"val": math.inf, "iteration": 0, "windows": None}
         self.done = 0
+        self.select_seconds = 0.0
 
     def extra_loss(self, student_params: torch.Tensor | None) -> torch.Tensor:
         """The weighted DDTime terms for the current synthetic set (0 when they are off)."""
@@ -210,21 +218,54 @@ class DistillRun:
                 out = method.step(self.ctx, it)
                 record: dict[str, Any] = {"iteration": it, "kind": "base", "base": float(out.loss.detach())}
                 if not out.stepped:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    total = out.loss / out.loss.detach().clamp_min(1e-12) + self.extra_loss(out.student_params)
-                    total.backward()
-                    self.optimizer.step()
-                    record["total"] = float(total.detach())
+                    record.update(self._update(out))
                 record.update(self.parts)
                 record.update(out.metrics)
                 self.history.append(record)
             method.after_step(self.ctx, it)
         self.done = it + 1
 
+    def _update(self, out) -> dict[str, float]:
+        """One Adam step of the synthetic data from the base loss and DDTime's terms.
+
+        Each term's gradient is taken on its own: ``term_balance="none"`` adds
+        ``grad(L_base / detach(L_base)) + lambda_val grad(L_val) + lambda_IS grad(L_IS)`` (SPEC's plain
+        sum); ``"grad-norm"`` scales each term's gradient to unit norm (over all synthetic
+        parameters) before the lambdas apply, so that no term switches another off under Adam's
+        per-coordinate scaling. Returns each term's loss and gradient norm for the history.
+        """
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        terms = {"base": (out.loss / out.loss.detach().clamp_min(1e-12), 1.0)}
+        if self.terms is not None:
+            losses = self.terms.losses(self.synthetic.windows(), seq_len=self.data.seq_len, model=self.model,
+                                       teacher_params=self.teacher, student_params=out.student_params)
+            terms.update({k: (v, self.terms.weights[k]) for k, v in losses.items()})
+        combined = [torch.zeros_like(p) for p in params]
+        record: dict[str, float] = {}
+        names = [k for k, (_, w) in terms.items() if w != 0]
+        for n, name in enumerate(names):
+            loss, weight = terms[name]
+            grads = torch.autograd.grad(loss, params, retain_graph=n < len(names) - 1, allow_unused=True)
+            norm = torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None))
+            scale = weight / float(norm) if self.config.term_balance == "grad-norm" and norm > 0 else weight
+            for c, g in zip(combined, grads):
+                if g is not None:
+                    c.add_(g, alpha=scale)
+            record[f"{name}_grad_norm"] = float(norm)
+            if name != "base":
+                record[name] = float(loss.detach())
+        for p, c in zip(params, combined):
+            p.grad = c
+        self.optimizer.step()
+        record["total"] = sum(w * (1.0 if k == "base" else record[k]) for k, (_, w) in terms.items())
+        return record
+
     def select(self, validate: Callable[[torch.Tensor], float]) -> None:
         """Score the method's current windows on validation and keep them if they are the best."""
+        t0 = time.perf_counter()
         windows = self.method.final_windows(self.ctx).detach()
         score = float(validate(windows))
+        self.select_seconds += time.perf_counter() - t0
         self.val_history.append((self.done, score))
         if score < self.best["val"]:
             self.best.update(val=score, iteration=self.done, windows=windows.clone())
@@ -306,4 +347,5 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
                          best_iteration=best["iteration"] if best["windows"] is not None else config.iterations,
                          best_val_mse=best["val"] if best["windows"] is not None else None, history=run.history,
                          val_history=run.val_history, seconds=time.perf_counter() - t0,
+                         select_seconds=run.select_seconds,
                          initial_windows=run.initial_windows, resumed_from=resumed_from)
