@@ -54,7 +54,10 @@ TOLERANCE = {"MTT": 0.03, "MTT + CondTSF": 0.03, "DATM + CondTSF": 0.03, "DATM":
 
 
 def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+    slug = "".join(c if c.isalnum() or c == "_" else "-" for c in label.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return slug
 
 
 def experts_stage(dataset: str, work: pathlib.Path, threads: int) -> float:
@@ -72,15 +75,19 @@ def experts_stage(dataset: str, work: pathlib.Path, threads: int) -> float:
     return seconds
 
 
-def cell(dataset: str, label: str, seed: int, work: pathlib.Path, threads: int) -> dict:
-    out = work / dataset / f"{_slug(label)}-s{seed}"
+def cell(dataset: str, options: list[str], seed: int, work: pathlib.Path, threads: int, *,
+         preset: str = "condtsf", fixed: tuple[str, ...] = ()) -> dict:
+    """One ``ddtime distill`` run (reused when its results.json exists), named after ``options``;
+    ``fixed`` options go before them, unnamed. Returns its results.json with ``out_dir`` added."""
+    name = _slug(" ".join(o for o in options if o != "--method"))
+    out = work / dataset / f"{name}-s{seed}"
     if not (out / "results.json").exists():
-        argv = ["distill", "--preset", "condtsf", "--data", dataset, *VARIANTS[label], "--experts",
+        argv = ["distill", "--data", dataset, *(["--preset", preset] if preset else []), *fixed, *options, "--experts",
                 str(work / dataset / "experts"), "--expert-seed", "0", "--seed", str(seed), "--out", str(out),
                 "--threads", str(threads), "--quiet"]
         if ddtime_main(argv) != 0:
-            raise SystemExit(f"cell {dataset} {label} seed {seed} failed")
-    return json.loads((out / "results.json").read_text())
+            raise SystemExit(f"cell {dataset} {options} seed {seed} failed")
+    return {**json.loads((out / "results.json").read_text()), "out_dir": str(out)}
 
 
 def _mean_std(values: list[float]) -> str:
@@ -167,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         results[dataset] = {}
         for label in labels:
             for seed in range(args.seeds if dataset == "ETTh1" else 1):
-                results[dataset].setdefault(label, {})[seed] = cell(dataset, label, seed, work, args.threads)
+                results[dataset].setdefault(label, {})[seed] = cell(dataset, VARIANTS[label], seed, work, args.threads)
                 write_table(pathlib.Path(args.out), results, expert_seconds, argv)
                 print(f"{dataset} {label} seed {seed}: test MSE {results[dataset][label][seed]['test_mse']:.4f}",
                       flush=True)

@@ -165,7 +165,8 @@ def test_condensing_rates_give_condtsf_synthetic_lengths():
     assert series_windows_per_channel("ETTh1", 17420, seq_len=24, pred_len=24, stride=4) == 6    # 69 steps
     assert series_windows_per_channel("ETTm1", 69680, seq_len=24, pred_len=24, stride=4) == 23   # 139 steps
     assert series_windows_per_channel("exchange_rate", 7588, seq_len=24, pred_len=24, stride=4) == 7  # 75
-    assert series_windows_per_channel("synthetic", 4000, seq_len=24, pred_len=24, stride=4) == 1
+    assert series_windows_per_channel("synthetic", 4000, seq_len=24, pred_len=24, stride=4) == 6  # ddtime's rate
+    assert series_windows_per_channel("national_illness", 966, seq_len=24, pred_len=24, stride=4) == 1  # no rate
 
 
 def _parse(argv):
@@ -183,7 +184,7 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
         ("condtsf", 24, 24, "series", 4)
     assert (args.iterations, args.num_experts, args.expert_epochs, args.students, args.eval_epochs) == (7, 40, 80, 5, 250)
     data = load_data(args)
-    assert data.stride == 4 and args.samples == len(data.channels)  # built-in data: one window per channel
+    assert data.stride == 4 and args.samples == 6 * len(data.channels)  # built-in data: 6 windows per channel
     config = build_config(args, method="datm", condtsf=True, ddtime=False)
     assert config.method_options == {"soft_labels": False}  # CondTSF's DATM has no soft labels
     explicit = _parse(["distill", "--preset", "condtsf", "--protocol", "standard", "--samples", "3",

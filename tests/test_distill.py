@@ -260,3 +260,31 @@ def test_datm_window_schedule():
         build_method("nope")
     with pytest.raises(TypeError):
         build_method("mtt", bogus=1)
+
+
+# --- term balance ---------------------------------------------------------------------------
+@pytest.mark.parametrize("balance", ["none", "grad-norm"])
+def test_term_balance_combines_the_terms_gradients(balance, data, experts):
+    """The update's gradient is sum_k w_k g_k (none) or sum_k w_k g_k / |g_k| (grad-norm), per term k."""
+    from ddtime.distill.loop import DistillRun
+
+    config = _config("mtt", ddtime=True, term_balance=balance, lambda_val=0.7, lambda_is=0.3, iterations=1)
+    run = DistillRun(data, config, experts=experts)
+    run.teacher = experts.trajectory(0)[-1]
+    captured = {}
+    run.optimizer.step = lambda: captured.setdefault("grad", run.synthetic.values.grad.clone())
+    torch.manual_seed(0)
+    out = run.method.step(run.ctx, 0)
+    record = run._update(out)
+    windows = run.synthetic.windows()
+    losses = run.terms.losses(windows, seq_len=SEQ, model=run.model, teacher_params=run.teacher)
+    expected = torch.zeros_like(run.synthetic.values)
+    for name, loss, weight in (("base", out.loss / out.loss.detach(), 1.0), ("value", losses["value"], 0.7),
+                               ("isib", losses["isib"], 0.3)):
+        (g,) = torch.autograd.grad(loss, run.synthetic.values, retain_graph=True)
+        assert record[f"{name}_grad_norm"] == pytest.approx(float(g.norm()), rel=1e-4)
+        expected += weight * (g / g.norm() if balance == "grad-norm" else g)
+    torch.testing.assert_close(captured["grad"], expected, rtol=1e-4, atol=1e-9)
+    assert record["value"] == pytest.approx(float(losses["value"].detach()), rel=1e-5)
+    with pytest.raises(ValueError, match="term_balance"):
+        _config("mtt", term_balance="max")

@@ -72,3 +72,32 @@ def test_evaluate_synthetic_across_architectures(condtsf_data):
         assert len(entry["synthetic"]["runs"]) == 2
     with pytest.raises(ValueError, match="windows"):
         evaluate_synthetic(torch.zeros(2, 3, SEQ + PRED), condtsf_data)
+
+
+def test_full_data_reference_is_cached_on_disk(data, monkeypatch, tmp_path):
+    import ddtime.training
+
+    monkeypatch.setenv("DDTIME_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = ddtime.training.train_model
+    monkeypatch.setattr(ddtime.training, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = full_data_baseline(data, epochs=1)
+    again = full_data_baseline(data, epochs=1)
+    assert len(calls) == 1 and again == first  # the second call reads the cache
+    assert len(list((tmp_path / "baselines").glob("*.json"))) == 1
+    full_data_baseline(data, epochs=2)  # another recipe: another entry
+    assert len(calls) == 2 and len(list((tmp_path / "baselines").glob("*.json"))) == 2
+    next((tmp_path / "baselines").glob("*.json")).write_text("{not json")  # a damaged entry is recomputed
+    full_data_baseline(data, epochs=1)
+    full_data_baseline(data, epochs=2)
+    assert len(calls) == 3
+
+
+def test_condtsf_full_data_reference_is_the_experts_final_models(condtsf_data, tmp_path):
+    from ddtime.evaluate import experts_reference
+    from ddtime.experts import train_experts
+
+    store = train_experts(condtsf_data, num_experts=2, expert_epochs=2, out_dir=tmp_path, quiet=True)
+    ref = experts_reference(store)
+    assert ref["test_mse"] == pytest.approx(sum(e["test_mse"] for e in store.entries) / 2)
+    assert len(ref["runs"]) == 2

@@ -1,9 +1,10 @@
 """``ddtime distill``: experts (trained on demand), distillation, evaluation, results and plots.
 
-With no ``--data`` the command runs on the built-in generated dataset with small defaults
-(``QUICK_DEFAULTS``: few experts, epochs and iterations) so that it finishes in about a minute
-on a 2-core CPU, expert training and evaluation included; it prints what it chose. With
-``--data`` the SPEC defaults (``FULL_DEFAULTS``) apply. Any option given explicitly wins.
+With no ``--data`` the command runs on the built-in generated dataset under CondTSF's preset
+(``QUICK_PRESET``) with small sizes (``QUICK_DEFAULTS``: few experts, epochs and iterations), so
+that it finishes in seconds on a 2-core CPU, expert training and evaluation included; it prints
+what it chose. With ``--data`` the SPEC defaults (``FULL_DEFAULTS``), or those of ``--preset``,
+apply. Any option given explicitly wins.
 
 Outputs in ``--out``: ``results.json`` (settings, test_mse, test_mae, test_mse_std, test_mae_std,
 full_data_test_mse, random_subset_test_mse, seconds, ...), ``synthetic.safetensors`` (the set
@@ -27,8 +28,11 @@ __all__ = ["FULL_DEFAULTS", "QUICK_DEFAULTS", "ensure_experts", "run_distillatio
 
 FULL_DEFAULTS = {"samples": 10, "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5,
                  "select_every": 50, "checkpoint_every": 10, "eval_epochs": None, "threads": None}
-QUICK_DEFAULTS = {"samples": 10, "iterations": 30, "num_experts": 4, "expert_epochs": 8, "students": 3,
-                  "select_every": 10, "checkpoint_every": 10, "eval_epochs": 100, "threads": 1}
+# Without --data: CondTSF's preset (its students are the short SGD runs trajectory matching imitates) at
+# small sizes, on the built-in generated dataset.
+QUICK_PRESET = "condtsf"
+QUICK_DEFAULTS = {"iterations": 60, "num_experts": 4, "expert_epochs": 80, "students": 3, "select_every": 10,
+                  "checkpoint_every": 10, "threads": 1}
 
 
 # argparse value types (errors name the option through argparse) ------------------------------
@@ -271,12 +275,15 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     from ddtime.presets import preset_defaults
 
     chosen: dict[str, Any] = {}
+    quick = args.data is None
+    if quick and getattr(args, "preset", None) is None:
+        args.preset = chosen["preset"] = QUICK_PRESET
     preset = preset_defaults(args.preset) if getattr(args, "preset", None) else {}
     args.method_defaults = preset.pop("method_defaults", {})
     if args.method_defaults:
         chosen["method_defaults"] = args.method_defaults
-    base = QUICK_DEFAULTS if args.data is None else FULL_DEFAULTS
-    defaults = {**base, "protocol": "standard", "representation": "windows", "stride": 4, **preset}
+    defaults = {**FULL_DEFAULTS, "protocol": "standard", "representation": "windows", "stride": 4, **preset,
+                **(QUICK_DEFAULTS if quick else {})}
     if preset:
         defaults.pop("samples")  # set by load_data from the dataset's condensing rate
     for key, value in defaults.items():
@@ -360,9 +367,10 @@ def load_data(args: argparse.Namespace):
         rows = max(end for _, end in data.borders.values())
         per_channel = series_windows_per_channel(data.name, rows, seq_len=data.seq_len, pred_len=data.pred_len,
                                                  stride=args.stride)
-        args.samples = per_channel * len(data.channels)
-        print(f"ddtime: preset condtsf: {per_channel} synthetic windows per channel x {len(data.channels)} channels "
-              f"= samples={args.samples}")
+        channels = len(data.channels) if data.protocol == "condtsf" else 1  # channel-independent windows
+        args.samples = per_channel * channels
+        print(f"ddtime: preset condtsf: {per_channel} synthetic windows per channel x {channels} "
+              f"channel{'s' if channels > 1 else ''} = samples={args.samples}")
     return data
 
 

@@ -60,10 +60,10 @@ def plot_spectra(synthetic: torch.Tensor, real: torch.Tensor, path) -> None:
 
 
 def plot_losses(history: Sequence[dict], val_history: Sequence[tuple[int, float]], path) -> None:
-    """Loss curves from a :class:`ddtime.distill.DistillResult`'s histories."""
+    """Loss curves, each term's gradient norm and the selection curve from a run's histories."""
     plt = _pyplot()
     base = [(h["iteration"], h["base"]) for h in history if h.get("kind") == "base"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
     if base:
         axes[0].plot([b[0] for b in base], [b[1] for b in base], ".", ms=2, label="L_base")
     for key, label in (("value", "L_val"), ("isib", "L_IS")):
@@ -73,10 +73,18 @@ def plot_losses(history: Sequence[dict], val_history: Sequence[tuple[int, float]
     axes[0].set_xlabel("iteration")
     axes[0].set_title("distillation losses")
     axes[0].legend(fontsize=8)
-    if val_history:
-        axes[1].plot([v[0] for v in val_history], [v[1] for v in val_history], "o-")
+    for key, label in (("base", "L_base / detach(L_base)"), ("value", "L_val"), ("isib", "L_IS")):
+        points = [(h["iteration"], h[f"{key}_grad_norm"]) for h in history if f"{key}_grad_norm" in h]
+        if points:
+            axes[1].semilogy([p[0] for p in points], [p[1] for p in points], ".", ms=2, label=label)
     axes[1].set_xlabel("iteration")
-    axes[1].set_title("validation MSE (selection)")
+    axes[1].set_title("gradient norm of each term (before balancing)")
+    if axes[1].has_data():
+        axes[1].legend(fontsize=8)
+    if val_history:
+        axes[2].plot([v[0] for v in val_history], [v[1] for v in val_history], "o-")
+    axes[2].set_xlabel("iteration")
+    axes[2].set_title("validation MSE (selection)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
