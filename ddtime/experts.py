@@ -165,9 +165,12 @@ def _read_header(path: Path, settings: dict, digest: str, index: int) -> dict:
 
 def _entry_from_meta(path: Path, index: int, meta: dict) -> dict:
     try:
-        return {"index": index, "file": expert_file(index), "seed": int(meta["seed"]),
-                "test_mse": float(meta["test_mse"]), "test_mae": float(meta["test_mae"]),
-                "train_loss": float(meta["train_loss"])}
+        entry = {"index": index, "file": expert_file(index), "seed": int(meta["seed"]),
+                 "test_mse": float(meta["test_mse"]), "test_mae": float(meta["test_mae"]),
+                 "train_loss": float(meta["train_loss"])}
+        if "teacher_epoch" in meta:
+            entry.update(teacher_epoch=int(meta["teacher_epoch"]), teacher_test_mse=float(meta["teacher_test_mse"]))
+        return entry
     except (KeyError, ValueError) as exc:
         raise ValueError(f"{path}: metadata lacks a valid {exc}") from None
 
@@ -235,6 +238,15 @@ class ExpertStore:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(i)
         return self._cache[i].clone()
+
+    def teacher_epoch(self, i: int) -> int:
+        """The teacher checkpoint of the i-th stored expert: its best epoch on validation (the last
+        where the data has no validation split, or for experts stored before this was recorded)."""
+        return int(self.entries[i].get("teacher_epoch", self.settings["expert_epochs"]))
+
+    def teacher_test_mse(self) -> float:
+        """Mean test MSE of the experts' teacher checkpoints."""
+        return sum(e.get("teacher_test_mse", e["test_mse"]) for e in self.entries) / len(self.entries)
 
     def build_expert(self, i: int, *, epoch: int = -1, device="cpu") -> torch.nn.Module:
         """The model of the i-th stored expert with its parameters after ``epoch`` (-1 = last)."""
@@ -362,30 +374,42 @@ def train_experts(
     desc = "experts" if world == 1 else f"experts (rank {rank})"
     bar = tqdm(total=len(todo) * expert_epochs, desc=f"{desc} (epochs)", disable=quiet)
     test_windows = data.windows("test", stride=1)
+    val_windows = data.windows("val", stride=1) if data.val is not None else None
+    probe = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                        **(model_kwargs or {})).to(device)  # evaluates snapshots
     for first in range(0, len(todo), group_size):
         chunk = todo[first:first + group_size]
         nets = [build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
                             seed=seed + i, **(model_kwargs or {})) for i in chunk]
         snapshots = [[flat_params(net).cpu()] for net in nets]
+        val_mse: list[list[float]] = [[] for _ in chunk]
 
-        def record(_epoch, flats, snapshots=snapshots, n=len(chunk)):
-            for trajectory, flat in zip(snapshots, flats):
+        def record(_epoch, flats, snapshots=snapshots, val_mse=val_mse, n=len(chunk)):
+            for trajectory, scores, flat in zip(snapshots, val_mse, flats):
                 trajectory.append(flat)
+                if val_windows is not None:
+                    scores.append(evaluate(assign_flat_params(probe, flat), val_windows, seq_len=data.seq_len,
+                                           device=device)["mse"])
             bar.update(n)
 
         losses = train_stacked(nets, data, seeds=[seed + i for i in chunk], optimizer=optimizer, lr=lr,
                                epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho, device=device,
                                on_epoch_end=record)
-        for i, net, trajectory, loss in zip(chunk, nets, snapshots, losses):
+        for i, net, trajectory, loss, scores in zip(chunk, nets, snapshots, losses, val_mse):
             trajectory = torch.stack(trajectory).float()
             if not torch.isfinite(trajectory).all():
                 raise RuntimeError(f"expert {i} diverged (non-finite parameters); lower lr (got {lr})")
             test = evaluate(net, test_windows, seq_len=data.seq_len, device=device)
+            best = 1 + min(range(len(scores)), key=scores.__getitem__) if scores else expert_epochs
+            teacher = test if best == expert_epochs else evaluate(assign_flat_params(probe, trajectory[best]),
+                                                                  test_windows, seq_len=data.seq_len, device=device)
             entry = {"index": i, "file": expert_file(i), "seed": seed + i, "test_mse": test["mse"],
-                     "test_mae": test["mae"], "train_loss": loss[-1]}
+                     "test_mae": test["mae"], "train_loss": loss[-1], "teacher_epoch": best,
+                     "teacher_test_mse": teacher["mse"]}
             meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i),
                     "test_mse": repr(entry["test_mse"]), "test_mae": repr(entry["test_mae"]),
-                    "train_loss": repr(entry["train_loss"])}
+                    "train_loss": repr(entry["train_loss"]), "teacher_epoch": str(best),
+                    "teacher_test_mse": repr(entry["teacher_test_mse"])}
             atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
             done[i] = entry
             if world == 1:

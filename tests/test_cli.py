@@ -12,7 +12,8 @@ from ddtime.cli import main
 from ddtime.distill import load_synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY = ["--seq-len", "24", "--pred-len", "12", "--samples", "4", "--iterations", "3", "--num-experts", "2",
+# without --data the quick defaults take CondTSF's preset; these tests pin the standard protocol's windows
+TINY = ["--protocol", "standard", "--representation", "windows", "--seq-len", "24", "--pred-len", "12", "--samples", "4", "--iterations", "3", "--num-experts", "2",
         "--expert-epochs", "3", "--students", "2", "--eval-epochs", "3", "--full-epochs", "1", "--select-every", "2",
         "--checkpoint-every", "1", "--method-option", "syn_steps=3", "--loss-impl", "reference", "--threads", "1",
         "--quiet"]

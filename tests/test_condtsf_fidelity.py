@@ -178,7 +178,7 @@ def _parse(argv):
 def test_preset_sets_condtsf_defaults_and_explicit_options_win():
     from ddtime.distill.command import build_config, load_data, resolve
 
-    args = _parse(["distill", "--preset", "condtsf", "--iterations", "7", "--quiet"])
+    args = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--iterations", "7", "--quiet"])
     resolve(args)
     assert (args.protocol, args.seq_len, args.pred_len, args.representation, args.stride) == \
         ("condtsf", 24, 24, "series", 4)
@@ -187,11 +187,15 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
     assert data.stride == 4 and args.samples == 6 * len(data.channels)  # built-in data: 6 windows per channel
     config = build_config(args, method="datm", condtsf=True, ddtime=False)
     assert config.method_options == {"soft_labels": False}  # CondTSF's DATM has no soft labels
-    explicit = _parse(["distill", "--preset", "condtsf", "--protocol", "standard", "--samples", "3",
-                       "--method-option", "soft_labels=True"])
+    explicit = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--protocol", "standard",
+                       "--samples", "3", "--method-option", "soft_labels=True"])
     resolve(explicit)
     assert explicit.protocol == "standard" and explicit.samples == 3
     assert build_config(explicit, method="datm", condtsf=False, ddtime=False).method_options == {"soft_labels": True}
+    quick = _parse(["distill"])  # no --data: CondTSF's preset at quick sizes
+    resolve(quick)
+    assert (quick.preset, quick.protocol, quick.num_experts, quick.expert_epochs, quick.iterations, quick.students) == \
+        ("condtsf", "condtsf", 4, 80, 60, 3)
 
 
 def test_experts_preset(tmp_path, capsys):

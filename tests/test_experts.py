@@ -217,3 +217,32 @@ def test_stacked_training_equals_one_train_model_run_per_expert(protocol, stride
         train_stacked(nets, data, seeds=[1], lr=5e-4, epochs=1)
     with pytest.raises(ValueError, match="optimizer"):
         train_stacked(nets, data, seeds=[1, 2], optimizer="adam", lr=5e-4, epochs=1)
+
+
+def test_teacher_is_the_best_validation_epoch(tmp_path):
+    """With a validation split the teacher checkpoint is the expert's best epoch on it (lr 0.5 overshoots: epoch 3
+    of 5), without one the last."""
+    from ddtime.distill.teacher import sample_teacher
+
+    data = ddtime.data.load_forecasting(None, seq_len=24, pred_len=12)
+    store = train_experts(data, num_experts=2, expert_epochs=5, lr=0.5, out_dir=tmp_path / "std", quiet=True)
+    probe = build_model("dlinear", seq_len=24, pred_len=12, channels=data.n_channels)
+    val = data.windows("val", stride=1)
+    for i, entry in enumerate(store.entries):
+        scores = [evaluate(probe_with(probe, row), val, seq_len=24)["mse"] for row in store.trajectory(i)[1:]]
+        assert entry["teacher_epoch"] == 1 + min(range(5), key=scores.__getitem__) == store.teacher_epoch(i)
+        best = probe_with(probe, store.trajectory(i)[entry["teacher_epoch"]])
+        assert entry["teacher_test_mse"] == pytest.approx(evaluate(best, data.windows("test", stride=1),
+                                                                   seq_len=24)["mse"], rel=1e-5)
+    gen = torch.Generator().manual_seed(3)
+    index = int(torch.randint(0, 2, (1,), generator=torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(sample_teacher(store, gen), store.trajectory(index)[store.teacher_epoch(index)])
+    condtsf = ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=24, pred_len=12, stride=4)
+    ci = train_experts(condtsf, num_experts=1, expert_epochs=3, out_dir=tmp_path / "ci", quiet=True)
+    assert ci.teacher_epoch(0) == 3 and ci.teacher_test_mse() == pytest.approx(ci.entries[0]["test_mse"])
+
+
+def probe_with(model, flat):
+    from ddtime.models import assign_flat_params
+
+    return assign_flat_params(model, flat)

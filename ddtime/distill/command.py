@@ -19,6 +19,7 @@ import ast
 import json
 import pathlib
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -174,12 +175,19 @@ def run_distillation(data, config, *, experts, out_dir, resume: bool = False, st
         "random_subset_test_mse": main["random_subset"]["test_mse"],
         "random_subset_test_mse_std": main["random_subset"]["test_mse_std"],
         "random_subset_test_mae": main["random_subset"]["test_mae"],
+        "teacher_test_mse": experts.teacher_test_mse() if experts is not None and (config.condtsf or config.ddtime)
+        else None,
         "best_iteration": result.best_iteration, "best_val_mse": result.best_val_mse,
         "val_history": [list(v) for v in result.val_history], "distill_seconds": result.seconds,
         "select_seconds": result.select_seconds, "evaluate_seconds": evaluate_seconds,
         "architectures": {name: {kind: {k: v for k, v in stats.items() if k != "runs"} for kind, stats in entry.items()}
                           for name, entry in per_model.items()},
     }
+    if results["teacher_test_mse"] is not None and results["teacher_test_mse"] > results["random_subset_test_mse"]:
+        warnings.warn(f"the teacher of CondTSF's update / DDTime's value term (test MSE "
+                      f"{results['teacher_test_mse']:.4f}) is worse than the random real subset "
+                      f"({results['random_subset_test_mse']:.4f}): train the experts longer (--expert-epochs)",
+                      stacklevel=2)
     atomic_write_bytes(out_dir / "history.json", json.dumps(result.history).encode())
     if plots:
         from ddtime.distill.plots import plot_run

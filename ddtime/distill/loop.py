@@ -232,7 +232,8 @@ class DistillRun:
         ``grad(L_base / detach(L_base)) + lambda_val grad(L_val) + lambda_IS grad(L_IS)`` (SPEC's plain
         sum); ``"grad-norm"`` scales each term's gradient to unit norm (over all synthetic
         parameters) before the lambdas apply, so that no term switches another off under Adam's
-        per-coordinate scaling. Returns each term's loss and gradient norm for the history.
+        per-coordinate scaling. A base loss alone keeps its own gradient (the base method unchanged).
+        Returns each term's loss and gradient norm for the history.
         """
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         terms = {"base": (out.loss / out.loss.detach().clamp_min(1e-12), 1.0)}
@@ -247,7 +248,8 @@ class DistillRun:
             loss, weight = terms[name]
             grads = torch.autograd.grad(loss, params, retain_graph=n < len(names) - 1, allow_unused=True)
             norm = torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None))
-            scale = weight / float(norm) if self.config.term_balance == "grad-norm" and norm > 0 else weight
+            balance = self.config.term_balance == "grad-norm" and len(names) > 1 and norm > 0
+            scale = weight / float(norm) if balance else weight
             for c, g in zip(combined, grads):
                 if g is not None:
                     c.add_(g, alpha=scale)

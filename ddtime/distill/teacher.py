@@ -1,7 +1,9 @@
 """The teacher shared by CondTSF's value update and DDTime's value term.
 
-The teacher is the final checkpoint of a randomly chosen, fully trained expert, run in eval
-mode without gradients (its prediction is always detached).
+The teacher is a randomly chosen, fully trained expert at its best epoch on validation (its
+final checkpoint where the data has no validation split, as under ``condtsf``:
+``ExpertStore.teacher_epoch``), run in eval mode without gradients (its prediction is always
+detached).
 """
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ __all__ = ["sample_teacher", "teacher_predict", "eval_mode"]
 
 
 def sample_teacher(experts, generator: torch.Generator, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Flat parameters ``[P]`` of the final epoch of a random expert of ``experts`` (an ExpertStore)."""
+    """Flat parameters ``[P]`` of a random expert of ``experts`` (an ExpertStore) at its teacher epoch."""
     if experts is None or experts.num_experts < 1:
         raise ValueError("experts: the teacher needs at least one trained expert")
     index = int(torch.randint(0, experts.num_experts, (1,), generator=generator))
-    return experts.trajectory(index)[-1].to(device)
+    return experts.trajectory(index)[experts.teacher_epoch(index)].to(device)
 
 
 @contextlib.contextmanager
