@@ -1,13 +1,14 @@
 """Cost of DDTime's terms on one distillation iteration: base vs base+DDTime, fused vs reference ops.
 
     python -m pytest bench/bench_overhead.py --benchmark-enable -s    # pytest-benchmark table + overhead
-    python bench/bench_overhead.py [--rounds 15] [--method mtt]         # overhead table only
+    python bench/bench_overhead.py [--rounds 15] [--method mtt] [--setting condtsf|standard]
 
-Setting (SPEC defaults for one iteration): MTT, K = 20 unrolled student steps, 2 updates per
-iteration, DLinear 96 -> 96, S = 10 synthetic windows, ETTh1 (standard protocol) when the
-shared data folder is present, else the built-in generated dataset. The experts (2 x 3 epochs)
-only provide parameter vectors; their contents do not change the cost. The three variants are
-timed round-robin (so machine load hits them alike) and compared by their medians:
+Settings (one iteration: K = 20 unrolled student steps, 2 updates per iteration, DLinear, DDTime's
+terms with the default grad-norm balance): ``condtsf`` = CondTSF's preset (24 -> 24, a series of 6
+windows a channel, 42 channel-independent windows), ``standard`` = 96 -> 96, S = 10 windows of 7
+channels; ETTh1 when the shared data folder is present, else the built-in generated dataset. The
+experts (2 x 3 epochs) only provide parameter vectors; their contents do not change the cost. The
+variants are timed round-robin (so machine load hits them alike) and compared by their medians:
 overhead = (t_variant - t_base) / t_base. The goal is < 1% with the fused ops.
 """
 from __future__ import annotations
@@ -37,20 +38,26 @@ VARIANTS = {
 }
 
 
-def load_setting(expert_dir) -> tuple:
-    """(data, experts) of the benchmark."""
+SETTINGS = {
+    "condtsf": {"data": {"protocol": "condtsf", "seq_len": 24, "pred_len": 24, "stride": 4},
+                "config": {"samples": 42, "representation": "series", "stride": 4}},
+    "standard": {"data": {"seq_len": 96, "pred_len": 96}, "config": {"samples": 10}},
+}
+
+
+def load_setting(expert_dir, setting: str = "condtsf") -> tuple:
+    """(data, experts, config options) of the benchmark."""
     name = "ETTh1" if ddtime.data.shared_data_dir() is not None else None
-    data = ddtime.data.load_forecasting(name, seq_len=96, pred_len=96)
+    data = ddtime.data.load_forecasting(name, **SETTINGS[setting]["data"])
     experts = train_experts(data, num_experts=2, expert_epochs=3, out_dir=expert_dir, quiet=True)
-    return data, experts
+    return data, experts, SETTINGS[setting]["config"]
 
 
-def make_runs(data, experts, method: str = "mtt", variants=tuple(VARIANTS)) -> dict[str, DistillRun]:
-    """One warmed-up :class:`DistillRun` per variant (SPEC defaults otherwise)."""
+def make_runs(data, experts, options: dict, method: str = "mtt", variants=tuple(VARIANTS)) -> dict[str, DistillRun]:
+    """One warmed-up :class:`DistillRun` per variant."""
     runs = {}
     for name in variants:
-        options = VARIANTS[name]
-        config = DistillConfig(method=method, iterations=10**6, quiet=True, **options)
+        config = DistillConfig(method=method, iterations=10**6, quiet=True, **options, **VARIANTS[name])
         runs[name] = DistillRun(data, config, experts=experts)
         runs[name].iteration(0)  # warm-up (allocations, lazy imports)
     return runs
@@ -67,10 +74,11 @@ def measure(runs: dict[str, DistillRun], rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def report(medians: dict[str, float], *, rounds: int, data_name: str, method: str) -> str:
+def report(medians: dict[str, float], *, rounds: int, data, method: str, samples: int) -> str:
     base = medians["base"]
-    lines = [f"One {method} iteration, {data_name} 96->96 DLinear, S=10, K=20, 2 updates, "
-             f"torch threads {torch.get_num_threads()}, median of {rounds} rounds:", "",
+    lines = [f"One {method} iteration, {data.name} {data.protocol} {data.seq_len}->{data.pred_len} DLinear, "
+             f"S={samples} windows, K=20, 2 updates, torch threads {torch.get_num_threads()}, "
+             f"median of {rounds} rounds:", "",
              "| variant | seconds / iteration | overhead vs base |", "|---|---|---|"]
     for name, value in medians.items():
         overhead = "-" if name == "base" else f"{100 * (value - base) / base:+.2f}%"
@@ -89,16 +97,17 @@ def setting(tmp_path_factory):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_iteration(benchmark, setting, variant):
     """pytest-benchmark timing of one iteration per variant."""
-    run = make_runs(*setting, variants=(variant,))[variant]
+    data, experts, options = setting
+    run = make_runs(data, experts, options, variants=(variant,))[variant]
     counter = iter(range(10_000, 10**6))
     benchmark.pedantic(lambda: run.iteration(next(counter)), rounds=5, iterations=1, warmup_rounds=1)
 
 
 def test_overhead(setting):
     """Interleaved medians and the overhead percentages (printed; run with -s)."""
-    data, experts = setting
-    medians = measure(make_runs(data, experts), rounds=7)
-    print("\n" + report(medians, rounds=7, data_name=data.name, method="mtt"))
+    data, experts, options = setting
+    medians = measure(make_runs(data, experts, options), rounds=7)
+    print("\n" + report(medians, rounds=7, data=data, method="mtt", samples=options["samples"]))
     assert all(v > 0 for v in medians.values())
 
 
@@ -107,14 +116,16 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--method", default="mtt", choices=("mtt", "ftd", "datm", "dm"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings)")
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="condtsf")
     parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        data, experts = load_setting(tmp)
-        medians = measure(make_runs(data, experts, args.method), args.rounds)
-    table = report(medians, rounds=args.rounds, data_name=data.name, method=args.method)
+        data, experts, options = load_setting(tmp, args.setting)
+        medians = measure(make_runs(data, experts, options, args.method), args.rounds)
+    table = report(medians, rounds=args.rounds, data=data, method=args.method, samples=options["samples"])
+    table = f"Command: `python bench/bench_overhead.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n\n" + table
     print(table)
     if args.out:
         pathlib.Path(args.out).write_text(table)

@@ -76,6 +76,17 @@ def _(grad_loss, D, x, tau):
 
 
 # ---- autograd -----------------------------------------------------------------------------
+def _first_order_only(name):
+    """Backward runs with grad mode on only under ``create_graph=True``: the fused backward kernels
+    have no derivative of their own, so refuse instead of returning a gradient that is silently
+    cut from the graph."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"ddtime::{name}: double backward (create_graph=True) is not supported by the fused kernels; "
+            f"use the plain-PyTorch twin in ddtime.reference for higher-order gradients"
+        )
+
+
 def _no_double_backward(name):
     return (
         f"ddtime::{name} was run with compute_grad=False, so it holds no gradient; call it through "
@@ -95,6 +106,7 @@ def _value_setup(ctx, inputs, output):
 def _value_backward(ctx, grad_rows, _):
     if grad_rows is None:  # grads are not materialised: None means zero
         return None, None, None, None, None
+    _first_order_only("value_loss_fused")
     (grad,) = ctx.saved_tensors
     if grad.numel() == 0:
         raise RuntimeError(_no_double_backward("value_loss_fused"))
@@ -118,6 +130,7 @@ def _bins_setup(ctx, inputs, output):
 def _bins_backward(ctx, grad_modulus, _):
     if grad_modulus is None:
         return None, None, None
+    _first_order_only("frequency_alignment_bins")
     (phase,) = ctx.saved_tensors
     g = ops.frequency_alignment_bins_backward(grad_modulus, phase, ctx.dim, ctx.length)
     need_input, need_target = ctx.needs_input_grad[:2]
@@ -134,6 +147,7 @@ def _pairwise_setup(ctx, inputs, output):
 
 
 def _pairwise_backward(ctx, grad_D):
+    _first_order_only("pairwise_symmetric_kl")
     (x,) = ctx.saved_tensors
     return ops.pairwise_symmetric_kl_backward(grad_D, x, ctx.tau), None
 
@@ -153,6 +167,7 @@ def _isib_setup(ctx, inputs, output):
 def _isib_backward(ctx, grad_loss, _):
     if grad_loss is None:
         return None, None
+    _first_order_only("isib_loss")
     D, x = ctx.saved_tensors
     return ops.isib_loss_backward(grad_loss, D, x, ctx.tau), None
 

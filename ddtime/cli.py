@@ -2,7 +2,9 @@
 
 Each subcommand lives in its module, which exposes ``configure_parser(parser)`` and
 ``run(args) -> int``: ``ddtime.experts``, ``ddtime.distill``, ``ddtime.evaluate``,
-``ddtime.compare``. Bad option values stop with an error naming the option.
+``ddtime.compare``. Bad option values stop with an error naming the option; every error a
+command meets (bad data, a busy expert directory, a missing extra) ends as one line and exit
+status 2, without a traceback.
 """
 from __future__ import annotations
 
@@ -31,13 +33,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: modules of the ``driver`` extra (pyproject.toml) and of the ``classification`` extra
+EXTRAS = {"pandas": "driver", "safetensors": "driver", "tqdm": "driver", "matplotlib": "driver",
+          "sklearn": "classification"}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    root = (exc.name or "").split(".")[0]
+    if root in EXTRAS:
+        return (f"ddtime: the command line needs the '{EXTRAS[root]}' extra (module {root!r} is missing): "
+                f"pip install 'ddtime[{EXTRAS[root]}]'")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ddtime`` console script; returns the exit status."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as exc:
+        message = _missing_extra(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except ModuleNotFoundError as exc:
+        message = _missing_extra(exc)
+        if message is None:
+            raise
+        args._parser.exit(2, message + "\n")
+    except (ValueError, OSError, RuntimeError) as exc:  # FileNotFoundError is an OSError
         args._parser.error(str(exc))  # prints usage + "error: ..." and exits with status 2
     return 2
 

@@ -7,6 +7,7 @@ Expert ``i`` uses seed ``seed + i`` for its initialisation and its shuffling ord
 
 Layout of ``out_dir``::
 
+    .lock                     held (flock) by the process training into the directory
     manifest.json             {"format", "settings", "settings_hash", "num_experts", "experts": [...]}
     expert_000.safetensors    "trajectory": float32 [expert_epochs + 1, P] (row 0 = initial parameters),
                               metadata: settings_hash, expert index, seed, test_mse, test_mae
@@ -23,7 +24,9 @@ i with ``i % world_size == r``; rank 0 writes the manifest after a final barrier
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import fcntl
 import hashlib
 import json
 import math
@@ -292,6 +295,30 @@ def _barrier() -> None:
         dist.barrier()
 
 
+@contextlib.contextmanager
+def _exclusive(out_dir: Path, *, enabled: bool = True):
+    """Hold ``out_dir/.lock`` (an exclusive ``flock``) while training, so that two processes cannot
+    write experts into one directory; the second is refused at once. The ranks of one torchrun
+    job share the directory by design (``enabled=False``)."""
+    if not enabled:
+        yield
+        return
+    with open(out_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExpertDirectoryBusy(f"{out_dir}: another process is training experts into this directory "
+                                      "(its .lock is held); wait for it to finish or choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ExpertDirectoryBusy(RuntimeError):
+    """Another process holds the expert directory's lock."""
+
+
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -345,85 +372,86 @@ def train_experts(
     rank, world = _dist_info()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = out_dir / MANIFEST
+    with _exclusive(out_dir, enabled=world == 1):
+        manifest_path = out_dir / MANIFEST
 
-    if manifest_path.exists():
-        old = _read_manifest(manifest_path)
-        if old["settings_hash"] != digest:
-            differ = sorted(k for k in set(old["settings"]) | set(settings)
-                            if old["settings"].get(k) != settings.get(k))
-            raise ValueError(f"{manifest_path}: experts stored here were trained with other settings "
-                             f"(differ in: {', '.join(differ)}); use another out_dir or the same settings")
-        num_target = max(num_experts, old["num_experts"])
-    else:
-        num_target = num_experts
-    done = _scan_experts(out_dir, settings, digest)
+        if manifest_path.exists():
+            old = _read_manifest(manifest_path)
+            if old["settings_hash"] != digest:
+                differ = sorted(k for k in set(old["settings"]) | set(settings)
+                                if old["settings"].get(k) != settings.get(k))
+                raise ValueError(f"{manifest_path}: experts stored here were trained with other settings "
+                                 f"(differ in: {', '.join(differ)}); use another out_dir or the same settings")
+            num_target = max(num_experts, old["num_experts"])
+        else:
+            num_target = num_experts
+        done = _scan_experts(out_dir, settings, digest)
 
-    def manifest() -> dict:
-        return {"format": FORMAT_VERSION, "settings": settings, "settings_hash": digest,
-                "num_experts": num_target, "experts": [done[i] for i in sorted(done)]}
+        def manifest() -> dict:
+            return {"format": FORMAT_VERSION, "settings": settings, "settings_hash": digest,
+                    "num_experts": num_target, "experts": [done[i] for i in sorted(done)]}
 
-    if world > 1:
-        _barrier()  # every rank has read the old manifest before rank 0 rewrites it
-    if rank == 0:
-        _write_manifest(manifest_path, manifest())
-
-    if world > 1 and str(device).startswith("cuda"):
-        device = torch.device("cuda", torch.cuda.current_device())
-    todo = [i for i in range(num_experts) if i % world == rank and i not in done]
-    desc = "experts" if world == 1 else f"experts (rank {rank})"
-    bar = tqdm(total=len(todo) * expert_epochs, desc=f"{desc} (epochs)", disable=quiet)
-    test_windows = data.windows("test", stride=1)
-    val_windows = data.windows("val", stride=1) if data.val is not None else None
-    probe = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
-                        **(model_kwargs or {})).to(device)  # evaluates snapshots
-    for first in range(0, len(todo), group_size):
-        chunk = todo[first:first + group_size]
-        nets = [build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
-                            seed=seed + i, **(model_kwargs or {})) for i in chunk]
-        snapshots = [[flat_params(net).cpu()] for net in nets]
-        val_mse: list[list[float]] = [[] for _ in chunk]
-
-        def record(_epoch, flats, snapshots=snapshots, val_mse=val_mse, n=len(chunk)):
-            for trajectory, scores, flat in zip(snapshots, val_mse, flats):
-                trajectory.append(flat)
-                if val_windows is not None:
-                    scores.append(evaluate(assign_flat_params(probe, flat), val_windows, seq_len=data.seq_len,
-                                           device=device)["mse"])
-            bar.update(n)
-
-        losses = train_stacked(nets, data, seeds=[seed + i for i in chunk], optimizer=optimizer, lr=lr,
-                               epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho, device=device,
-                               on_epoch_end=record)
-        for i, net, trajectory, loss, scores in zip(chunk, nets, snapshots, losses, val_mse):
-            trajectory = torch.stack(trajectory).float()
-            if not torch.isfinite(trajectory).all():
-                raise RuntimeError(f"expert {i} diverged (non-finite parameters); lower lr (got {lr})")
-            test = evaluate(net, test_windows, seq_len=data.seq_len, device=device)
-            best = 1 + min(range(len(scores)), key=scores.__getitem__) if scores else expert_epochs
-            teacher = test if best == expert_epochs else evaluate(assign_flat_params(probe, trajectory[best]),
-                                                                  test_windows, seq_len=data.seq_len, device=device)
-            entry = {"index": i, "file": expert_file(i), "seed": seed + i, "test_mse": test["mse"],
-                     "test_mae": test["mae"], "train_loss": loss[-1], "teacher_epoch": best,
-                     "teacher_test_mse": teacher["mse"]}
-            meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i),
-                    "test_mse": repr(entry["test_mse"]), "test_mae": repr(entry["test_mae"]),
-                    "train_loss": repr(entry["train_loss"]), "teacher_epoch": str(best),
-                    "teacher_test_mse": repr(entry["teacher_test_mse"])}
-            atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
-            done[i] = entry
-            if world == 1:
-                _write_manifest(manifest_path, manifest())
-            if on_expert_end is not None:
-                on_expert_end(i, entry)
-    bar.close()
-
-    if world > 1:
-        _barrier()
+        if world > 1:
+            _barrier()  # every rank has read the old manifest before rank 0 rewrites it
         if rank == 0:
-            done = _scan_experts(out_dir, settings, digest)
             _write_manifest(manifest_path, manifest())
-        _barrier()
+
+        if world > 1 and str(device).startswith("cuda"):
+            device = torch.device("cuda", torch.cuda.current_device())
+        todo = [i for i in range(num_experts) if i % world == rank and i not in done]
+        desc = "experts" if world == 1 else f"experts (rank {rank})"
+        bar = tqdm(total=len(todo) * expert_epochs, desc=f"{desc} (epochs)", disable=quiet)
+        test_windows = data.windows("test", stride=1)
+        val_windows = data.windows("val", stride=1) if data.val is not None else None
+        probe = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                            **(model_kwargs or {})).to(device)  # evaluates snapshots
+        for first in range(0, len(todo), group_size):
+            chunk = todo[first:first + group_size]
+            nets = [build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                                seed=seed + i, **(model_kwargs or {})) for i in chunk]
+            snapshots = [[flat_params(net).cpu()] for net in nets]
+            val_mse: list[list[float]] = [[] for _ in chunk]
+
+            def record(_epoch, flats, snapshots=snapshots, val_mse=val_mse, n=len(chunk)):
+                for trajectory, scores, flat in zip(snapshots, val_mse, flats):
+                    trajectory.append(flat)
+                    if val_windows is not None:
+                        scores.append(evaluate(assign_flat_params(probe, flat), val_windows, seq_len=data.seq_len,
+                                               device=device)["mse"])
+                bar.update(n)
+
+            losses = train_stacked(nets, data, seeds=[seed + i for i in chunk], optimizer=optimizer, lr=lr,
+                                   epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho, device=device,
+                                   on_epoch_end=record)
+            for i, net, trajectory, loss, scores in zip(chunk, nets, snapshots, losses, val_mse):
+                trajectory = torch.stack(trajectory).float()
+                if not torch.isfinite(trajectory).all():
+                    raise RuntimeError(f"expert {i} diverged (non-finite parameters); lower lr (got {lr})")
+                test = evaluate(net, test_windows, seq_len=data.seq_len, device=device)
+                best = 1 + min(range(len(scores)), key=scores.__getitem__) if scores else expert_epochs
+                teacher = test if best == expert_epochs else evaluate(assign_flat_params(probe, trajectory[best]),
+                                                                      test_windows, seq_len=data.seq_len, device=device)
+                entry = {"index": i, "file": expert_file(i), "seed": seed + i, "test_mse": test["mse"],
+                         "test_mae": test["mae"], "train_loss": loss[-1], "teacher_epoch": best,
+                         "teacher_test_mse": teacher["mse"]}
+                meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i),
+                        "test_mse": repr(entry["test_mse"]), "test_mae": repr(entry["test_mae"]),
+                        "train_loss": repr(entry["train_loss"]), "teacher_epoch": str(best),
+                        "teacher_test_mse": repr(entry["teacher_test_mse"])}
+                atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
+                done[i] = entry
+                if world == 1:
+                    _write_manifest(manifest_path, manifest())
+                if on_expert_end is not None:
+                    on_expert_end(i, entry)
+        bar.close()
+
+        if world > 1:
+            _barrier()
+            if rank == 0:
+                done = _scan_experts(out_dir, settings, digest)
+                _write_manifest(manifest_path, manifest())
+            _barrier()
     return ExpertStore(out_dir)
 
 

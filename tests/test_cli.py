@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import pathlib
+import textwrap
 
 import pytest
 import torch
@@ -99,3 +100,72 @@ def test_python_m_ddtime_help():
     assert proc.returncode == 0
     for sub in ("experts", "distill", "evaluate", "compare"):
         assert sub in proc.stdout
+
+
+def test_busy_expert_directory_is_refused_with_one_line(tmp_path, capsys):
+    """A second process training experts into the same directory is refused (exit 2, no traceback)."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, sys, time
+        handle = open({str(tmp_path / '.lock')!r}, "a+")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as exit_info:
+            main(["experts", "--out", str(tmp_path), "--num-experts", "1", "--expert-epochs", "1", "--quiet"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "another process is training experts into this directory" in err and "Traceback" not in err
+        assert not list(tmp_path.glob("expert_*"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["experts", "--out", str(tmp_path), "--num-experts", "1", "--expert-epochs", "1", "--quiet"]) == 0
+
+
+def test_missing_driver_extra_is_one_line(tmp_path):
+    """Without the driver extra, a command names the extra to install instead of a traceback."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nsys.modules['pandas'] = None\n")  # import pandas -> ModuleNotFoundError
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{REPO}"}
+    proc = subprocess.run([sys.executable, "-m", "ddtime", "distill", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "pip install 'ddtime[driver]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sigkill_between_checkpoints_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """A real `ddtime distill` process killed with SIGKILL loses nothing: --resume ends with the same
+    synthetic set and test MSE as a run that was never interrupted, and leaves no partial file."""
+    import signal
+    import time
+
+    settings = [opt for opt in TINY if opt != "--quiet"]
+    settings = settings[: settings.index("--iterations")] + settings[settings.index("--iterations") + 2:]
+    settings = settings[: settings.index("--checkpoint-every")] + settings[settings.index("--checkpoint-every") + 2:]
+    common = [*settings, "--quiet", "--iterations", "40", "--checkpoint-every", "4", "--experts",
+              str(tmp_path / "experts")]
+    cmd = [sys.executable, "-m", "ddtime", "distill", *common]
+    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], check=True, timeout=300, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed between checkpoints"
+    assert not (killed / "results.json").exists()
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["iteration"] < 40
+    subprocess.run([*cmd, "--out", str(killed), "--resume"], check=True, timeout=300, capture_output=True)
+
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    resumed = json.loads((killed / "results.json").read_text())
+    assert resumed["test_mse"] == whole["test_mse"] and resumed["best_iteration"] == whole["best_iteration"]
+    a, _ = load_synthetic(tmp_path / "whole" / "synthetic.safetensors")
+    b, _ = load_synthetic(killed / "synthetic.safetensors")
+    assert torch.equal(a, b)
+    assert not list(killed.rglob("*.tmp"))

@@ -38,7 +38,7 @@ def test_layout_and_contents(data, reference):
     s = manifest["settings"]
     assert (s["model"], s["optimizer"], s["lr"], s["momentum"], s["batch_size"]) == ("dlinear", "sgd", 5e-4, 0.9, 64)
     assert (s["seq_len"], s["pred_len"], s["channels"], s["expert_epochs"]) == (24, 12, 7, 2)
-    assert sorted(p.name for p in reference.iterdir()) == ["expert_000.safetensors", "expert_001.safetensors",
+    assert sorted(p.name for p in reference.iterdir()) == [".lock", "expert_000.safetensors", "expert_001.safetensors",
                                                            "manifest.json"]
     model = build_model("dlinear", seq_len=24, pred_len=12, channels=7)
     assert s["num_params"] == num_params(model)

@@ -487,3 +487,21 @@ def test_other_instruction_sets(isa):
 @pytest.mark.skip(reason="needs a CUDA tensor; a CPU-only build's error message is covered where CUDA exists")
 def test_cuda_tensor_on_cpu_only_build():
     pass
+
+
+@pytest.mark.parametrize("name", ["value_loss", "frequency_alignment_loss", "pairwise_symmetric_kl", "isib_loss"])
+def test_double_backward_raises_a_clear_error_and_the_reference_supports_it(name):
+    """create_graph=True through a fused op must not return a gradient silently cut from the graph."""
+    import ddtime.reference
+
+    x = torch.randn(3, 2, 10, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(3, 2, 10, dtype=torch.float64)
+    args = (x, t) if name in ("value_loss", "frequency_alignment_loss") else (x,)
+    loss = getattr(ddtime, name)(*args).sum()
+    with pytest.raises(RuntimeError, match="double backward.*ddtime.reference"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    (g,) = torch.autograd.grad(getattr(ddtime.reference, f"{name}_reference")(*args).sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.pow(2).sum(), x)
+    assert torch.isfinite(gg).all() and gg.abs().sum() > 0
+    (first,) = torch.autograd.grad(getattr(ddtime, name)(*args).sum(), x)  # first order still works
+    torch.testing.assert_close(first, g.detach())
