@@ -43,13 +43,13 @@ def extension():
     sources = [s for s in read_sources() if with_cuda or not s.startswith("csrc/cuda/")]
     debug = os.environ.get("DDTIME_DEBUG") == "1"
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-fopenmp"]
+    cxx += ["-fopenmp", "-std=c++20"]  # std::bit_cast and friends; torch's default is older on some versions
     define_macros = []
     extra = {"cxx": cxx}
     if with_cuda:
         major, minor = (int(v) for v in torch.version.cuda.split(".")[:2])
         define_macros.append(("DDTIME_CUDA_VERSION", str(major * 1000 + minor * 10)))
-        extra["nvcc"] = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
+        extra["nvcc"] = (["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]) + ["-std=c++20"]
         kind = cpp_extension.CUDAExtension
     else:
         kind = cpp_extension.CppExtension

@@ -127,7 +127,10 @@ def test_tiny_magnitudes(s):
     d, d_grad = evaluate(ddtime.pairwise_symmetric_kl, x, 1.0, rand((s, s), 5, dtype=torch.float64))
     ref, ref_grad = evaluate(pairwise_symmetric_kl_reference, x.double(), 1.0, rand((s, s), 5, dtype=torch.float64))
     assert (d.double() - ref).abs().max() < 1e-12
-    assert rel_err(d_grad, ref_grad) < 0.1  # float32 logits of 1e-6 carry 1e-1 relative rounding in p - q
+    # float32 logits of 1e-6 leave p - q with few significant bits: measured 3.2% / 3.4% (S = 10 / 100)
+    # against float64, where the plain-PyTorch reference in float32 is off by 11% / 23%
+    _, eager_grad = evaluate(pairwise_symmetric_kl_reference, x, 1.0, rand((s, s), 5, dtype=torch.float64))
+    assert rel_err(d_grad, ref_grad) < min(0.05, rel_err(eager_grad, ref_grad))
     loss, grad = evaluate(ddtime.isib_loss, x, 1.0)
     assert abs(loss.item() - 1.0) < 1e-6 and torch.isfinite(grad).all()
 
@@ -255,7 +258,7 @@ FUNCTIONS = [ddtime.pairwise_symmetric_kl, ddtime.isib_loss, lambda x, tau=1.0: 
     ids=["rank1", "rank4", "int", "empty-samples", "empty-channels", "list"],
 )
 def test_bad_x(fn, x, error):
-    with pytest.raises(error, match="x"):
+    with pytest.raises(error, match=r"^x must "):  # the message names the argument first
         fn(x)
 
 
