@@ -288,3 +288,11 @@ def test_term_balance_combines_the_terms_gradients(balance, data, experts):
     assert record["value"] == pytest.approx(float(losses["value"].detach()), rel=1e-5)
     with pytest.raises(ValueError, match="term_balance"):
         _config("mtt", term_balance="max")
+
+
+@pytest.mark.parametrize("weights", [{"lambda_is": 0.0}, {"lambda_val": 0.0}, {"lambda_val": 0.0, "lambda_is": 0.0}])
+def test_a_term_with_zero_weight_is_skipped(weights, data, experts):
+    result = distill(data, _config("mtt", ddtime=True, iterations=2, **weights), experts=experts)
+    record = result.history[-1]
+    for name, key in (("value", "lambda_val"), ("isib", "lambda_is")):
+        assert (name in record) == (weights.get(key, 1.0) != 0.0)

@@ -259,7 +259,7 @@ class DistillRun:
         for p, c in zip(params, combined):
             p.grad = c
         self.optimizer.step()
-        record["total"] = sum(w * (1.0 if k == "base" else record[k]) for k, (_, w) in terms.items())
+        record["total"] = sum(terms[k][1] * (1.0 if k == "base" else record[k]) for k in names)
         return record
 
     def select(self, validate: Callable[[torch.Tensor], float]) -> None:
