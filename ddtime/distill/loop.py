@@ -2,13 +2,15 @@
 
 Per iteration (see :mod:`ddtime.distill.methods.base` for the method interface):
 
-1. when DDTime's terms are on, draw this iteration's teacher (final checkpoint of a random
-   expert);
+1. when DDTime's terms are on, draw this iteration's teacher (a random expert at its teacher
+   epoch, :mod:`ddtime.distill.teacher`);
 2. ``method.updates_per_iteration`` times: on a CondTSF iteration (``(it + 1) % 3 == 0``) the
    value update, with a freshly drawn teacher each time (CondTSF's code), replaces the base
-   update; otherwise the method returns ``L_base`` and the loop
-   minimises ``L_base / detach(L_base) + lambda_val * L_val + lambda_IS * L_IS`` with Adam
-   (lr 0.1) over the synthetic set (methods may also own their update); then ``after_step``;
+   update; otherwise the method returns ``L_base`` and the loop steps Adam (lr 0.1) on the
+   synthetic set with the gradients of ``L_base / detach(L_base)``, ``lambda_val * L_val`` and
+   ``lambda_IS * L_IS``, each taken on its own and combined as ``config.term_balance`` says
+   (:meth:`DistillRun._update`); a method that owns its update (TGDD) adds the plain weighted
+   sum ``ctx.extra_loss``; then ``after_step``;
 3. every ``select_every`` iterations and after the last, the method's current synthetic
    windows are scored by ``validate`` (quick student training scored on the validation split,
    never test); the best is kept. ``select_initial=True`` also scores the initial set (CondTSF's
