@@ -108,7 +108,8 @@ def write_table(path: pathlib.Path, results: dict, expert_seconds: dict, argv: l
     for dataset, cells in results.items():
         seeds = sorted({s for runs in cells.values() for s in runs})
         lines += [f"## {dataset} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", "",
-                  "| variant | ddtime test MSE | ddtime test MAE | CondTSF's code test MSE | CondTSF's code MAE | within |",
+                  "| variant | ddtime test MSE | ddtime test MAE | CondTSF's code test MSE | CondTSF's code MAE "
+                  "| within |",
                   "|---|---|---|---|---|---|"]
         ref = CONDTSF_ETTH1 if dataset == "ETTh1" else {}
         any_run = next((r for runs in cells.values() for r in runs.values()), None)

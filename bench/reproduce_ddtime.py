@@ -1,6 +1,6 @@
 """DDTime's gain over its base methods, ablations, sensitivity, diversity, cross-architecture.
 
-    python bench/reproduce_ddtime.py --part main          # CondTSF's protocol: 4 datasets x {MTT, FTD, DATM} x 4 variants
+    python bench/reproduce_ddtime.py --part main          # CondTSF's protocol: 4 datasets x 3 methods x 4 variants
     python bench/reproduce_ddtime.py --part standard      # standard protocol 96 -> 96, ETTh1 (3 seeds), ETTh2
     python bench/reproduce_ddtime.py --part ablation      # ETTh1, both protocols: which term does what
     python bench/reproduce_ddtime.py --part sensitivity   # ETTh1 condtsf: alpha, lambda_IS, synthetic size
@@ -347,37 +347,42 @@ def cross(threads: int) -> None:
         lines += ["| student | " + " | ".join(variants) + " | random subset | full data |",
                   "|---|" + "---|" * (len(variants) + 2)]
         for model in CROSS_MODELS:
-            cells = [f"{results[v][model]['synthetic']['test_mse']:.4f} ± {results[v][model]['synthetic']['test_mse_std']:.4f}"
-                     for v in variants]
+            stats = [results[v][model]["synthetic"] for v in variants]
+            cells = [f"{x['test_mse']:.4f} ± {x['test_mse_std']:.4f}" for x in stats]
             ref = results["base"][model]
             lines.append(f"| {model} | " + " | ".join(cells) +
                          f" | {ref['random_subset']['test_mse']:.4f} | {ref['full_data']['test_mse']:.4f} |")
         (RESULTS / "ddtime_cross_architecture.md").write_text("\n".join(lines) + "\n")
 
 
+PARTS = ("main", "standard", "labels", "ablation", "sensitivity", "balance", "diversity", "cross")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", required=True,
-                        choices=("main", "standard", "labels", "ablation", "sensitivity", "balance", "diversity", "cross",
-                                 "all"))
+    parser.add_argument("--part", required=True, choices=(*PARTS, "all"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=3, help="seeds on ETTh1 in the main and standard tables")
     parser.add_argument("--methods", default=",".join(METHODS), help="base methods of the main and standard tables")
     parser.add_argument("--datasets", default=None, help="datasets of the main or standard table (default: all)")
+    parser.add_argument("--table", default=None,
+                        help="file name in bench/results for the main or standard table (default ddtime_condtsf.md / "
+                             "ddtime_standard.md)")
     args = parser.parse_args(argv)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     command = " ".join(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
-    parts = ("main", "standard", "labels", "ablation", "sensitivity", "balance", "diversity", "cross") \
-        if args.part == "all" else (args.part,)
+    parts = PARTS if args.part == "all" else (args.part,)
     for part in parts:
         if part == "main":
             datasets = tuple(args.datasets.split(",")) if args.datasets else CONDTSF_DATASETS
-            grid_table(Grid("condtsf", args.threads), datasets, args.seeds, RESULTS / "ddtime_condtsf.md",
+            path = RESULTS / (args.table or "ddtime_condtsf.md")
+            grid_table(Grid("condtsf", args.threads), datasets, args.seeds, path,
                        "DDTime on CondTSF's protocol (24 -> 24, DLinear)", command, methods=methods)
         elif part == "standard":
             datasets = tuple(args.datasets.split(",")) if args.datasets else STANDARD_DATASETS
-            grid_table(Grid("standard", args.threads), datasets, args.seeds, RESULTS / "ddtime_standard.md",
+            path = RESULTS / (args.table or "ddtime_standard.md")
+            grid_table(Grid("standard", args.threads), datasets, args.seeds, path,
                        "DDTime on the standard protocol (96 -> 96, DLinear, 40 experts x 80 epochs, 300 iterations)",
                        command, anchors=HDT_ANCHORS, methods=methods)
         else:
