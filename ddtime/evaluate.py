@@ -33,7 +33,8 @@ import torch
 
 __all__ = [
     "student_recipe", "validation_windows", "train_students", "make_validator", "random_subset",
-    "full_data_baseline", "experts_reference", "baseline_cache_dir", "evaluate_synthetic", "configure_parser", "run", "FULL_DATA_RECIPE",
+    "full_data_baseline", "experts_reference", "baseline_cache_dir", "evaluate_synthetic", "configure_parser", "run",
+    "FULL_DATA_RECIPE",
 ]
 
 # Adam at the backbone's own rate (``adam_lr``: 5e-3 for the linear models as LTSF-Linear, 1e-4 for the
@@ -232,19 +233,22 @@ def evaluate_synthetic(windows: torch.Tensor, data, *, models: Sequence[str] = (
 # command line ---------------------------------------------------------------------------
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``ddtime evaluate``."""
+    from ddtime.cli_types import non_negative_int, positive_float, positive_int
+
     parser.add_argument("--synthetic", required=True, help="synthetic set written by `ddtime distill` (safetensors)")
     parser.add_argument("--data", default=None, help="dataset name or CSV path (default: the one the set was made from)")
     parser.add_argument("--protocol", choices=("standard", "condtsf"), default=None)
-    parser.add_argument("--seq-len", type=int, default=None)
-    parser.add_argument("--pred-len", type=int, default=None)
+    parser.add_argument("--seq-len", type=positive_int, default=None)
+    parser.add_argument("--pred-len", type=positive_int, default=None)
     parser.add_argument("--models", default=None,
                         help="comma-separated student architectures (default: the distillation model)")
-    parser.add_argument("--students", type=int, default=5, help="fresh students per architecture")
-    parser.add_argument("--eval-epochs", type=int, default=None, help="student epochs (default: protocol recipe)")
-    parser.add_argument("--eval-lr", type=float, default=None, help="student learning rate (default: recipe)")
+    parser.add_argument("--students", type=positive_int, default=5, help="fresh students per architecture")
+    parser.add_argument("--eval-epochs", type=positive_int, default=None,
+                        help="student epochs (default: protocol recipe)")
+    parser.add_argument("--eval-lr", type=positive_float, default=None, help="student learning rate (default: recipe)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the full-data and random-subset references")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--quiet", action="store_true")
     return parser

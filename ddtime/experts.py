@@ -421,8 +421,8 @@ def train_experts(
                 bar.update(n)
 
             losses = train_stacked(nets, data, seeds=[seed + i for i in chunk], optimizer=optimizer, lr=lr,
-                                   epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho, device=device,
-                                   on_epoch_end=record)
+                                   epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho,
+                                   device=device, on_epoch_end=record)
             for i, net, trajectory, loss, scores in zip(chunk, nets, snapshots, losses, val_mse):
                 trajectory = torch.stack(trajectory).float()
                 if not torch.isfinite(trajectory).all():
@@ -438,7 +438,8 @@ def train_experts(
                         "test_mse": repr(entry["test_mse"]), "test_mae": repr(entry["test_mae"]),
                         "train_loss": repr(entry["train_loss"]), "teacher_epoch": str(best),
                         "teacher_test_mse": repr(entry["teacher_test_mse"])}
-                atomic_write_bytes(out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
+                payload = safetensors_bytes({"trajectory": trajectory}, metadata=meta)
+                atomic_write_bytes(out_dir / entry["file"], payload)
                 done[i] = entry
                 if world == 1:
                     _write_manifest(manifest_path, manifest())
@@ -458,9 +459,11 @@ def train_experts(
 # ----------------------------------------------------------------------------------------------
 # command line: ddtime experts ...
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ddtime.cli_types import fraction, non_negative_int, positive_float, positive_int
+    from ddtime.presets import PRESETS
+
     parser.description = ("Train expert trajectories (resumable; parallel under torchrun: rank r trains the "
                           "experts i with i mod world_size = r).")
-    from ddtime.presets import PRESETS
 
     parser.add_argument("--data", default=None,
                         help="dataset name (e.g. ETTh1) or CSV path; omitted = built-in generated dataset")
@@ -468,22 +471,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="every default of a published setting (condtsf: CondTSF's buffer.py); explicit "
                              "options win")
     parser.add_argument("--protocol", choices=("standard", "condtsf"), default=None, help="default standard")
-    parser.add_argument("--seq-len", type=int, default=None, help="look-back (default 96 standard, 24 condtsf)")
-    parser.add_argument("--pred-len", type=int, default=None, help="horizon (default 96 standard, 24 condtsf)")
-    parser.add_argument("--stride", type=int, default=None,
+    parser.add_argument("--seq-len", type=positive_int, default=None,
+                        help="look-back (default 96 standard, 24 condtsf)")
+    parser.add_argument("--pred-len", type=positive_int, default=None, help="horizon (default 96 standard, 24 condtsf)")
+    parser.add_argument("--stride", type=positive_int, default=None,
                         help="step between training windows (default 1 standard, 4 condtsf as CondTSF)")
     parser.add_argument("--model", default="dlinear", choices=sorted(MODELS), type=str.lower)
-    parser.add_argument("--num-experts", type=int, default=None, help="default 40")
-    parser.add_argument("--expert-epochs", type=int, default=None, help="default 80")
+    parser.add_argument("--num-experts", type=positive_int, default=None, help="default 40")
+    parser.add_argument("--expert-epochs", type=positive_int, default=None, help="default 80")
     parser.add_argument("--optimizer", choices=EXPERT_OPTIMIZERS, default="sgd", help="sam for FTD")
-    parser.add_argument("--lr", type=float, default=None, help=f"default {DEFAULT_LR['sgd']}")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--rho", type=float, default=0.05, help="SAM radius (--optimizer sam)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=None, help=f"default {DEFAULT_LR['sgd']}")
+    parser.add_argument("--momentum", type=fraction, default=0.9)
+    parser.add_argument("--rho", type=positive_float, default=0.05, help="SAM radius (--optimizer sam)")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--out", required=True, help="output directory (manifest.json + expert_NNN.safetensors)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="under torchrun, cuda means cuda:LOCAL_RANK")
-    parser.add_argument("--seed", type=int, default=0, help="expert i uses seed + i")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="expert i uses seed + i")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

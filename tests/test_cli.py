@@ -169,3 +169,13 @@ def test_sigkill_between_checkpoints_then_resume_matches_an_uninterrupted_run(tm
     b, _ = load_synthetic(killed / "synthetic.safetensors")
     assert torch.equal(a, b)
     assert not list(killed.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("argv,option", [(["experts", "--out", "x", "--num-experts", "0"], "--num-experts"),
+                                         (["experts", "--out", "x", "--lr", "-1"], "--lr"),
+                                         (["evaluate", "--synthetic", "x", "--students", "two"], "--students"),
+                                         (["distill", "--preset", "nope"], "--preset")])
+def test_bad_option_values_name_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and option in capsys.readouterr().err

@@ -14,8 +14,6 @@ chosen on validation), ``history.json`` (loss history), ``checkpoint.pt`` (for `
 from __future__ import annotations
 
 import argparse
-import math
-import ast
 import json
 import pathlib
 import time
@@ -24,8 +22,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["FULL_DEFAULTS", "QUICK_DEFAULTS", "ensure_experts", "run_distillation", "configure_parser", "run",
-           "positive_int", "non_negative_int", "positive_float", "fraction"]
+from ddtime.cli_types import (fraction, method_option, non_negative_float, non_negative_int, positive_float,
+                              positive_int)
+
+__all__ = ["FULL_DEFAULTS", "QUICK_DEFAULTS", "ensure_experts", "run_distillation", "configure_parser", "run"]
 
 FULL_DEFAULTS = {"samples": 10, "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5,
                  "select_every": 50, "checkpoint_every": 10, "eval_epochs": None, "threads": None}
@@ -34,40 +34,6 @@ FULL_DEFAULTS = {"samples": 10, "iterations": 300, "num_experts": 40, "expert_ep
 QUICK_PRESET = "condtsf"
 QUICK_DEFAULTS = {"iterations": 60, "num_experts": 4, "expert_epochs": 80, "students": 3, "select_every": 10,
                   "checkpoint_every": 10, "threads": 1}
-
-
-# argparse value types (errors name the option through argparse) ------------------------------
-def _argument_type(parse, valid, expected: str):
-    """An argparse ``type=`` converter: ``parse`` the text, reject values failing ``valid``."""
-    def convert(text: str):
-        try:
-            value = parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not valid(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return convert
-
-
-positive_int = _argument_type(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = _argument_type(int, lambda v: v >= 0, "a non-negative integer")
-positive_float = _argument_type(float, lambda v: 0 < v < math.inf, "a positive number")
-non_negative_float = _argument_type(float, lambda v: 0 <= v < math.inf, "a non-negative number")
-fraction = _argument_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-
-
-def method_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE a Python literal (``syn_steps=10``, ``network='random'``) or a bare word."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key.strip(), value
 
 
 # experts --------------------------------------------------------------------------------------
