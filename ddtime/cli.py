@@ -49,23 +49,17 @@ def _missing_extra(exc: ModuleNotFoundError) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ddtime`` console script; returns the exit status."""
     try:
-        parser = build_parser()
+        parser = build_parser()  # imports the subcommand modules, hence the driver's dependencies
+        args = parser.parse_args(argv)
+        try:
+            return int(args._run(args) or 0)
+        except (ValueError, OSError, RuntimeError) as exc:  # FileNotFoundError is an OSError
+            args._parser.error(str(exc))  # prints usage + "error: ..." and exits with status 2
     except ModuleNotFoundError as exc:
         message = _missing_extra(exc)
         if message is None:
             raise
         print(message, file=sys.stderr)
-        return 2
-    args = parser.parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except ModuleNotFoundError as exc:
-        message = _missing_extra(exc)
-        if message is None:
-            raise
-        args._parser.exit(2, message + "\n")
-    except (ValueError, OSError, RuntimeError) as exc:  # FileNotFoundError is an OSError
-        args._parser.error(str(exc))  # prints usage + "error: ..." and exits with status 2
     return 2
 
 

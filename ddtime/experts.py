@@ -495,14 +495,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 def run(args: argparse.Namespace) -> int:
     import ddtime.data
     from ddtime.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
-    from ddtime.presets import preset_defaults
+    from ddtime.presets import fill_defaults, preset_defaults
 
     preset = preset_defaults(args.preset) if args.preset else {}
-    chosen = {}
-    for key, value in {"protocol": "standard", "num_experts": 40, "expert_epochs": 80, **preset}.items():
-        if hasattr(args, key) and getattr(args, key) is None:
-            setattr(args, key, value)
-            chosen[key] = value
+    chosen = fill_defaults(args, {"protocol": "standard", "num_experts": 40, "expert_epochs": 80, **preset})
     if args.preset:
         print(f"ddtime experts: preset {args.preset}: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     seq_len = args.seq_len if args.seq_len is not None else DEFAULT_LENGTHS[args.protocol]

@@ -17,14 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from ddtime.training import window_row_groups
+
 __all__ = ["train_stacked"]
-
-
-def _batch_rows(data, windows: torch.Tensor) -> torch.Tensor:
-    """Row groups that move together: one window's N channels under condtsf (see ``train_model``)."""
-    n = len(data.channels)
-    per_window = n if data.protocol == "condtsf" and windows.shape[0] % n == 0 else 1
-    return torch.arange(windows.shape[0]).view(-1, per_window)
 
 
 def train_stacked(models: Sequence[nn.Module], data, *, seeds: Sequence[int], optimizer: str = "sgd", lr: float,
@@ -52,7 +47,7 @@ def train_stacked(models: Sequence[nn.Module], data, *, seeds: Sequence[int], op
     velocity = {name: torch.zeros_like(p) for name, p in params.items()}
     seq_len = data.seq_len
     windows = data.windows("train").to(device, torch.float32)
-    rows = _batch_rows(data, windows)
+    rows = window_row_groups(data, windows)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     rows_per_batch = batch_size * rows.shape[1]
 

@@ -71,6 +71,15 @@ def evaluate(model: nn.Module, windows: torch.Tensor, *, seq_len: int, batch_siz
     return {"mse": sq / count, "mae": ab / count}
 
 
+def window_row_groups(data, windows: torch.Tensor) -> torch.Tensor:
+    """Row indices ``[groups, per_window]`` that are shuffled and batched together: one window's N
+    channel rows under the channel-independent ``condtsf`` protocol (CondTSF's loaders batch whole
+    windows), single rows otherwise."""
+    n = len(data.channels)
+    per_window = n if data.protocol == "condtsf" and windows.shape[0] % n == 0 else 1
+    return torch.arange(windows.shape[0]).view(-1, per_window)
+
+
 def make_optimizer(params, optimizer: str, lr: float, *, momentum: float = 0.9, rho: float = 0.05):
     """Adam, SGD (with ``momentum``) or SAM around SGD (``rho``, ``momentum``)."""
     if optimizer == "adam":
@@ -158,8 +167,8 @@ def train_model(
     model.to(device)
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, rho=rho)
     generator = torch.Generator().manual_seed(seed)
-    per_window = len(data.channels) if data.protocol == "condtsf" and windows.shape[0] % len(data.channels) == 0 else 1
-    rows = torch.arange(windows.shape[0]).view(-1, per_window)
+    rows = window_row_groups(data, windows)
+    per_window = rows.shape[1]
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     best = {"val": math.inf, "epoch": 0, "state": None}
     train_losses, val_history = [], []

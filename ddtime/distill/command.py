@@ -246,7 +246,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
     """Fill the options left at ``None`` from ``--preset``, then the quick (no --data) or full
     defaults; returns the choices (printed by the commands)."""
-    from ddtime.presets import preset_defaults
+    from ddtime.presets import fill_defaults, preset_defaults
 
     chosen: dict[str, Any] = {}
     quick = args.data is None
@@ -260,10 +260,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
                 **(QUICK_DEFAULTS if quick else {})}
     if preset:
         defaults.pop("samples")  # set by load_data from the dataset's condensing rate
-    for key, value in defaults.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-            chosen[key] = value
+    chosen.update(fill_defaults(args, defaults))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     from ddtime.data.protocols import DEFAULT_LENGTHS

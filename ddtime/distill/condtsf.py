@@ -4,7 +4,7 @@ On every ``gap``-th iteration (``(iteration + 1) % gap == 0``, as in CondTSF's c
 skips the base update and moves the synthetic labels toward a teacher's forecast of the
 synthetic inputs: ``y <- (1 - beta) * y + beta * f_teacher(x)``, beta 0.01, gap 3, once per
 update slot of the iteration (CondTSF's ``multistep``: twice), each with a freshly drawn teacher.
-The teacher is the final checkpoint of a random expert in eval mode (:mod:`ddtime.distill.teacher`).
+The teacher is a random expert at its teacher epoch, in eval mode (:mod:`ddtime.distill.teacher`).
 """
 from __future__ import annotations
 
