@@ -27,14 +27,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import ddtime.data  # noqa: E402
-from ddtime.distill.loop import DistillConfig, DistillRun  # noqa: E402
-from ddtime.experts import train_experts  # noqa: E402
+import ddtime.driver.data  # noqa: E402
+from ddtime.driver.distill import DDTimeTerms, DistillConfig, DistillRun  # noqa: E402
+from ddtime.driver.experts import train_experts  # noqa: E402
 
 VARIANTS = {
-    "base": {"ddtime": False},
-    "ddtime-fused": {"ddtime": True, "loss_impl": "fused"},
-    "ddtime-reference": {"ddtime": True, "loss_impl": "reference"},
+    "base": {"ddtime": None},
+    "ddtime-fused": {"ddtime": DDTimeTerms(loss_impl="fused")},
+    "ddtime-reference": {"ddtime": DDTimeTerms(loss_impl="reference")},
 }
 
 
@@ -47,8 +47,8 @@ SETTINGS = {
 
 def load_setting(expert_dir, setting: str = "condtsf") -> tuple:
     """(data, experts, config options) of the benchmark."""
-    name = "ETTh1" if ddtime.data.shared_data_dir() is not None else None
-    data = ddtime.data.load_forecasting(name, **SETTINGS[setting]["data"])
+    name = "ETTh1" if ddtime.driver.data.shared_data_dir() is not None else None
+    data = ddtime.driver.data.load_forecasting(name, **SETTINGS[setting]["data"])
     experts = train_experts(data, num_experts=2, expert_epochs=3, out_dir=expert_dir, quiet=True)
     return data, experts, SETTINGS[setting]["config"]
 

@@ -7,7 +7,7 @@ Writes bench/results/tgdd_digits.json (every number and the settings) and .md (t
 Per images-per-class (IPC) setting, four training sets of the same size: a random real subset
 (also the initialisation of DM and TGDD), DM, TGDD (constraint weight alpha * F / 2048, the
 default) and TGDD with alpha as is ("unscaled", F = 128 here), plus the full training split.
-Each set trains ``--seeds`` fresh ConvNets (:func:`ddtime.classification.evaluate_synthetic`:
+Each set trains ``--seeds`` fresh ConvNets (:func:`ddtime.driver.classification.evaluate_synthetic`:
 SGD 0.01, momentum 0.9, 300 epochs, lr / 10 at half) tested on the real test split.
 
 Time: wall time of the whole distillation loop (``--iterations`` iterations) without profiler;
@@ -35,7 +35,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from ddtime.classification import distill, evaluate_synthetic, load_digits, train_trajectories  # noqa: E402
+from ddtime.driver.classification import distill, evaluate_synthetic, load_digits, train_trajectories  # noqa: E402
 
 METHODS = {  # label -> distill() keyword arguments (None: no distillation)
     "random": None,

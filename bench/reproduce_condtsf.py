@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from ddtime.cli import main as ddtime_main  # noqa: E402
+from ddtime.driver.commands import main as ddtime_main  # noqa: E402
 
 DATASETS = ("ETTh1", "ETTh2", "ETTm1", "exchange_rate")
 #: (label, ddtime distill options)

@@ -265,7 +265,7 @@ LABELS = {"MTT": ["--method", "mtt"], "MTT + DDTime": ["--method", "mtt", "--ddt
 def labels(threads: int) -> None:
     """Input scale, label lag (L_val at the first and last update) and test MSE, with and without
     letting the base gradient reach the labels (ETTh1, CondTSF's protocol, 3 seeds)."""
-    from ddtime.distill.checkpoint import load_synthetic
+    from ddtime.driver.distill.checkpoint import load_synthetic
 
     grid = Grid("condtsf", threads)
     lines = _header("Labels behind the teacher: input scale, L_val, learnable labels (ETTh1, CondTSF's protocol)",
@@ -296,7 +296,7 @@ def labels(threads: int) -> None:
 # diversity and cross-architecture -------------------------------------------------------------
 def diversity(threads: int) -> None:
     import ddtime
-    from ddtime.distill.checkpoint import load_synthetic
+    from ddtime.driver.distill.checkpoint import load_synthetic
 
     grid = Grid("condtsf", threads)
     lines = _header("Diversity of the synthetic sets: mean pairwise symmetric KL (ETTh1, CondTSF's protocol)",
@@ -322,7 +322,7 @@ CROSS_MODELS = ("linear", "nlinear", "dlinear", "mlp", "cnn", "lstm", "patchtst"
 
 
 def cross(threads: int) -> None:
-    from ddtime.cli import main as ddtime_main
+    from ddtime.driver.commands import main as ddtime_main
 
     torch.set_num_threads(threads)
     grid = Grid("condtsf", threads)

@@ -1,6 +1,6 @@
-"""``python -m ddtime ...``: the command line of :mod:`ddtime.cli`."""
+"""``python -m ddtime ...``: the command line of :mod:`ddtime.driver.commands`."""
 import sys
 
-from ddtime.cli import main
+from ddtime.driver.commands import main
 
 sys.exit(main())

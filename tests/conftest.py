@@ -26,21 +26,21 @@ def one_thread():
 @pytest.fixture(scope="session")
 def data():
     """The built-in generated dataset, standard protocol, 24 -> 12."""
-    import ddtime.data
+    import ddtime.driver.data
 
-    return ddtime.data.load_forecasting(None, seq_len=SEQ, pred_len=PRED)
+    return ddtime.driver.data.load_forecasting(None, seq_len=SEQ, pred_len=PRED)
 
 
 @pytest.fixture(scope="session")
 def condtsf_data():
-    import ddtime.data
+    import ddtime.driver.data
 
-    return ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED)
+    return ddtime.driver.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED)
 
 
 @pytest.fixture(scope="session")
 def experts(data, tmp_path_factory):
     """Two DLinear experts x 6 epochs on ``data``."""
-    from ddtime.experts import train_experts
+    from ddtime.driver.experts import train_experts
 
     return train_experts(data, num_experts=2, expert_epochs=6, out_dir=tmp_path_factory.mktemp("experts"), quiet=True)

@@ -1,4 +1,4 @@
-"""ddtime.classification: digits loader, networks and their functional calls, expert trajectories,
+"""ddtime.driver.classification: digits loader, networks and their functional calls, expert trajectories,
 DM/TGDD loss terms against plain implementations, the distillation loop, evaluation."""
 import math
 
@@ -8,11 +8,12 @@ from torch.nn import functional as F
 
 pytest.importorskip("sklearn")
 
-from ddtime.classification import (ClassificationData, ExpertTrajectories, build_network, distill,  # noqa: E402
-                                   evaluate_synthetic, load_digits, matching_loss, train_trajectories)
-from ddtime.classification.matching import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
-                                            default_alpha, mean_embedding_distance, tgdd_class_loss)
-from ddtime.classification.networks import flat_params, functional_embed, functional_logits  # noqa: E402
+from ddtime.driver.classification import (ClassificationData, ExpertTrajectories, build_network, distill,  # noqa: E402
+                                          evaluate_synthetic, load_digits, matching_loss, train_trajectories)
+from ddtime.driver.classification.matching import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
+                                                   tgdd_class_loss)
+from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance  # noqa: E402
+from ddtime.driver.classification.networks import flat_params, functional_embed, functional_logits  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

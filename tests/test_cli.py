@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from ddtime.cli import main
-from ddtime.distill import load_synthetic
+from ddtime.driver.commands import main
+from ddtime.driver.distill import load_synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # without --data the quick defaults take CondTSF's preset; these tests pin the standard protocol's windows

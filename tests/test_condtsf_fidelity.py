@@ -6,12 +6,12 @@ import types
 import pytest
 import torch
 
-from ddtime.distill import DistillConfig, SyntheticSet, build_method, distill
-from ddtime.distill.condtsf import value_update
-from ddtime.distill.methods import DistillContext
-from ddtime.experts import train_experts
-from ddtime.models import build_model, functional_forward
-from ddtime.training import train_model
+from ddtime.driver.distill import DistillConfig, SyntheticSet, build_method, distill
+from ddtime.driver.distill.condtsf import CondTSFUpdate
+from ddtime.driver.distill.methods import DistillContext
+from ddtime.driver.experts import train_experts
+from ddtime.driver.models import build_model, functional_forward
+from ddtime.driver.training import train_model
 
 SEQ, PRED = 24, 12
 
@@ -106,7 +106,7 @@ def test_value_update_writes_sequentially_and_draws_a_teacher_per_update(condtsf
     before = syn.values.detach().clone()
     with torch.no_grad():
         pred = functional_forward(model.eval(), teacher, syn.inputs())  # all windows forecast first
-    value_update(syn, model, teacher, beta=0.5)
+    CondTSFUpdate(beta=0.5).apply(syn, model, teacher)
     manual = before.clone()
     per = pred.reshape(before.shape[0], -1, PRED)
     for w in range(per.shape[1]):
@@ -116,9 +116,9 @@ def test_value_update_writes_sequentially_and_draws_a_teacher_per_update(condtsf
 
 # 4. experts under condtsf: stride-4 windows, a batch is 64 windows with all their channels ------
 def test_condtsf_experts_batch_whole_windows(condtsf_data):
-    import ddtime.data
+    import ddtime.driver.data
 
-    data = ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED, stride=4)
+    data = ddtime.driver.data.load_forecasting(None, protocol="condtsf", seq_len=SEQ, pred_len=PRED, stride=4)
     n = len(data.channels)
     windows = data.windows("train")
     assert windows.shape[0] == n * ((data.train.shape[1] - SEQ - PRED) // 4 + 1)
@@ -159,7 +159,7 @@ def test_initial_windows_are_the_starting_stretch(condtsf_data, condtsf_experts)
 
 # the preset ----------------------------------------------------------------------------------
 def test_condensing_rates_give_condtsf_synthetic_lengths():
-    from ddtime.presets import series_windows_per_channel
+    from ddtime.driver.presets import series_windows_per_channel
 
     # int(rows * rate) steps, windows of 48 at stride 4 (CondTSF: generate_dataset(..., 4))
     assert series_windows_per_channel("ETTh1", 17420, seq_len=24, pred_len=24, stride=4) == 6    # 69 steps
@@ -170,13 +170,13 @@ def test_condensing_rates_give_condtsf_synthetic_lengths():
 
 
 def _parse(argv):
-    from ddtime.cli import build_parser
+    from ddtime.driver.commands import build_parser
 
     return build_parser().parse_args(argv)
 
 
 def test_preset_sets_condtsf_defaults_and_explicit_options_win():
-    from ddtime.distill.command import build_config, load_data, resolve
+    from ddtime.driver.commands.options import distill_config, load_data, resolve
 
     args = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--iterations", "7", "--quiet"])
     resolve(args)
@@ -185,13 +185,15 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
     assert (args.iterations, args.num_experts, args.expert_epochs, args.students, args.eval_epochs) == (7, 40, 80, 5, 250)
     data = load_data(args)
     assert data.stride == 4 and args.samples == 6 * len(data.channels)  # built-in data: 6 windows per channel
-    config = build_config(args, method="datm", condtsf=True, ddtime=False)
+    config = distill_config(args, method="datm", condtsf=True, ddtime=False)
     assert config.method_options == {"soft_labels": False}  # CondTSF's DATM has no soft labels
+    assert config.condtsf.beta == 0.01 and config.ddtime is None
     explicit = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--protocol", "standard",
                        "--samples", "3", "--method-option", "soft_labels=True"])
     resolve(explicit)
     assert explicit.protocol == "standard" and explicit.samples == 3
-    assert build_config(explicit, method="datm", condtsf=False, ddtime=False).method_options == {"soft_labels": True}
+    explicit_config = distill_config(explicit, method="datm", condtsf=False, ddtime=False)
+    assert explicit_config.method_options == {"soft_labels": True} and explicit_config.condtsf is None
     quick = _parse(["distill"])  # no --data: CondTSF's preset at quick sizes
     resolve(quick)
     assert (quick.preset, quick.protocol, quick.num_experts, quick.expert_epochs, quick.iterations, quick.students) == \
@@ -199,13 +201,13 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
 
 
 def test_experts_preset(tmp_path, capsys):
-    from ddtime.cli import main
+    from ddtime.driver.commands import main
 
     assert main(["experts", "--preset", "condtsf", "--num-experts", "1", "--expert-epochs", "1", "--quiet",
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "preset condtsf" in out
-    from ddtime.experts import ExpertStore
+    from ddtime.driver.experts import ExpertStore
 
     settings = ExpertStore(tmp_path).settings
     assert (settings["protocol"], settings["seq_len"], settings["stride"], settings["batch_size"]) == \

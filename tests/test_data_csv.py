@@ -1,11 +1,11 @@
-"""ddtime.data.read_csv on messy files written into tmp_path, and on the real quirky files."""
+"""ddtime.driver.data.read_csv on messy files written into tmp_path, and on the real quirky files."""
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import ddtime.data as D
+import ddtime.driver.data as D
 
 SHARED = D.shared_data_dir()
 

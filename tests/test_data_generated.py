@@ -1,9 +1,9 @@
-"""ddtime.data.generate_seasonal: the built-in "synthetic" dataset."""
+"""ddtime.driver.data.generate_seasonal: the built-in "synthetic" dataset."""
 import numpy as np
 import pandas as pd
 import pytest
 
-import ddtime.data as D
+import ddtime.driver.data as D
 
 
 def test_deterministic_for_a_seed():

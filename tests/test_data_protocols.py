@@ -1,4 +1,4 @@
-"""ddtime.data.load_forecasting: split borders (README numbers), scaling, windows, condtsf, features."""
+"""ddtime.driver.data.load_forecasting: split borders (README numbers), scaling, windows, condtsf, features."""
 import warnings
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-import ddtime.data as D
+import ddtime.driver.data as D
 
 SHARED = D.shared_data_dir()
 

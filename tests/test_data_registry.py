@@ -1,4 +1,4 @@
-"""ddtime.data registry, folders, checksums and downloads (no internet: file:// and a patched fetch)."""
+"""ddtime.driver.data registry, folders, checksums and downloads (no internet: file:// and a patched fetch)."""
 import hashlib
 import io
 import urllib.error
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import ddtime.data as D
-from ddtime.data import fetch as dl
+import ddtime.driver.data as D
+from ddtime.driver.data import fetch as dl
 
 SHARED = D.shared_data_dir()
 needs_shared = pytest.mark.skipif(SHARED is None, reason="shared data folder not found (set DDTIME_SHARED_DATA)")

@@ -5,13 +5,14 @@ import math
 import pytest
 import torch
 
-from ddtime.distill import DDTimeTerms, DistillConfig, SyntheticSet, build_method, distill
-from ddtime.distill.checkpoint import load_checkpoint, load_synthetic, save_checkpoint, save_synthetic
-from ddtime.distill.condtsf import is_value_update, value_update
-from ddtime.distill.loop import CHECKPOINT_NAME
-from ddtime.distill.methods import METHODS
-from ddtime.experts import train_experts
-from ddtime.models import build_model, functional_forward
+from ddtime.driver.distill import DDTimeTerms, DistillConfig, SyntheticSet, build_method, distill
+from ddtime.driver.distill.checkpoint import load_checkpoint, load_synthetic, save_checkpoint, save_synthetic
+from ddtime.driver.distill.condtsf import CondTSFUpdate
+from ddtime.driver.distill.loop import CHECKPOINT_NAME
+from ddtime.driver.distill.methods import METHODS
+from ddtime.driver.experts import train_experts
+from ddtime.driver.models import build_model, functional_forward
+from distill_configs import distill_config
 
 SEQ, PRED = 24, 12
 
@@ -37,7 +38,7 @@ def _config(method, **kw):
     base = dict(method=method, method_options=options, samples=6, iterations=8, quiet=True, loss_impl="reference",
                 checkpoint_every=0, select_every=0)
     base.update(kw)
-    return DistillConfig(**base)
+    return distill_config(**base)
 
 
 def _base_losses(result):
@@ -238,18 +239,20 @@ def test_soft_labels_are_separate(data):
 
 
 def test_condtsf_value_update(data, experts):
-    assert [i for i in range(9) if is_value_update(i)] == [2, 5, 8]
+    assert [i for i in range(9) if CondTSFUpdate().is_due(i)] == [2, 5, 8]
+    assert [i for i in range(9) if CondTSFUpdate(gap=4).is_due(i)] == [3, 7]
     model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.n_channels)
     syn = SyntheticSet.from_data(data, samples=4, generator=torch.Generator().manual_seed(0))
     teacher = experts.trajectory(1)[-1]
     x, y = syn.inputs().detach().clone(), syn.labels().detach().clone()
-    value_update(syn, model, teacher, beta=0.01)
+    CondTSFUpdate(beta=0.01).apply(syn, model, teacher)
     with torch.no_grad():
         pred = functional_forward(model.eval(), teacher, x)
     torch.testing.assert_close(syn.labels(), 0.99 * y + 0.01 * pred)
     torch.testing.assert_close(syn.inputs(), x)
-    with pytest.raises(ValueError, match="beta"):
-        value_update(syn, model, teacher, beta=2.0)
+    for bad in ({"beta": 2.0}, {"gap": 0}, {"series_write": "mean"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            CondTSFUpdate(**bad)
 
 
 def test_datm_window_schedule():
@@ -266,7 +269,7 @@ def test_datm_window_schedule():
 @pytest.mark.parametrize("balance", ["none", "grad-norm"])
 def test_term_balance_combines_the_terms_gradients(balance, data, experts):
     """The update's gradient is sum_k w_k g_k (none) or sum_k w_k g_k / |g_k| (grad-norm), per term k."""
-    from ddtime.distill.loop import DistillRun
+    from ddtime.driver.distill.loop import DistillRun
 
     config = _config("mtt", ddtime=True, term_balance=balance, lambda_val=0.7, lambda_is=0.3, iterations=1)
     run = DistillRun(data, config, experts=experts)

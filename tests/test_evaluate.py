@@ -1,8 +1,8 @@
-"""ddtime.evaluate: student recipes, students trained on a synthetic set, references."""
+"""ddtime.driver.evaluation: student recipes, students trained on a synthetic set, references."""
 import pytest
 import torch
 
-from ddtime.evaluate import (evaluate_synthetic, full_data_baseline, make_validator, random_subset, student_recipe,
+from ddtime.driver.evaluation import (evaluate_synthetic, full_data_baseline, make_validator, random_subset, student_recipe,
                              train_students, validation_windows)
 
 SEQ, PRED = 24, 12
@@ -75,12 +75,12 @@ def test_evaluate_synthetic_across_architectures(condtsf_data):
 
 
 def test_full_data_reference_is_cached_on_disk(data, monkeypatch, tmp_path):
-    import ddtime.training
+    import ddtime.driver.evaluation.references as references
 
     monkeypatch.setenv("DDTIME_CACHE_DIR", str(tmp_path))
     calls = []
-    real = ddtime.training.train_model
-    monkeypatch.setattr(ddtime.training, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = references.train_model
+    monkeypatch.setattr(references, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = full_data_baseline(data, epochs=1)
     again = full_data_baseline(data, epochs=1)
     assert len(calls) == 1 and again == first  # the second call reads the cache
@@ -94,8 +94,8 @@ def test_full_data_reference_is_cached_on_disk(data, monkeypatch, tmp_path):
 
 
 def test_condtsf_full_data_reference_is_the_experts_final_models(condtsf_data, tmp_path):
-    from ddtime.evaluate import experts_reference
-    from ddtime.experts import train_experts
+    from ddtime.driver.evaluation import experts_reference
+    from ddtime.driver.experts import train_experts
 
     store = train_experts(condtsf_data, num_experts=2, expert_epochs=2, out_dir=tmp_path, quiet=True)
     ref = experts_reference(store)

@@ -11,10 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import ddtime.data
-from ddtime.experts import ExpertStore, configure_parser, run, train_experts
-from ddtime.models import build_model, flat_params, num_params
-from ddtime.training import evaluate
+import ddtime.driver.data
+from ddtime.driver.commands.experts import configure_parser, run
+from ddtime.driver.experts import ExpertStore, train_experts
+from ddtime.driver.models import build_model, flat_params, num_params
+from ddtime.driver.training import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(model="dlinear", num_experts=2, expert_epochs=2, seed=10, quiet=True)
@@ -132,7 +133,7 @@ def test_mismatched_or_corrupt_manifest(data, reference, tmp_path):
     with pytest.raises(ValueError, match=r"manifest\.json: experts stored here were trained with other settings "
                                          r"\(differ in: expert_epochs, model, num_params, param_spec\)"):
         train_experts(data, out_dir=out, **{**SETTINGS, "expert_epochs": 3, "model": "linear"})
-    other = ddtime.data.load_forecasting(None, seq_len=24, pred_len=12, protocol="condtsf")
+    other = ddtime.driver.data.load_forecasting(None, seq_len=24, pred_len=12, protocol="condtsf")
     with pytest.raises(ValueError, match=r"differ in: channels, data_fingerprint, protocol"):
         train_experts(other, out_dir=out, **SETTINGS)
     manifest = out / "manifest.json"
@@ -175,7 +176,7 @@ def test_torchrun_two_ranks(reference, tmp_path):
     script.write_text(textwrap.dedent(f"""
         import argparse, sys
         sys.path.insert(0, {str(REPO)!r})
-        from ddtime.experts import configure_parser, run
+        from ddtime.driver.commands.experts import configure_parser, run
         sys.exit(run(configure_parser(argparse.ArgumentParser()).parse_args(sys.argv[1:])))
     """))
     out = tmp_path / "experts"
@@ -197,12 +198,12 @@ def test_torchrun_two_ranks(reference, tmp_path):
 @pytest.mark.parametrize("optimizer", ["sgd", "sam"])
 def test_stacked_training_equals_one_train_model_run_per_expert(protocol, stride, optimizer):
     """Experts train in lockstep; each must follow the batches and steps of its own train_model run."""
-    import ddtime.data
-    from ddtime.models import build_model, flat_params
-    from ddtime.stacked_training import train_stacked
-    from ddtime.training import train_model
+    import ddtime.driver.data
+    from ddtime.driver.models import build_model, flat_params
+    from ddtime.driver.training.lockstep import train_stacked
+    from ddtime.driver.training import train_model
 
-    data = ddtime.data.load_forecasting(None, protocol=protocol, seq_len=24, pred_len=12, stride=stride)
+    data = ddtime.driver.data.load_forecasting(None, protocol=protocol, seq_len=24, pred_len=12, stride=stride)
     build = lambda i: build_model("dlinear", seq_len=24, pred_len=12, channels=data.n_channels, seed=i)  # noqa: E731
     nets, got = [build(i) for i in (3, 4)], [[], []]
     train_stacked(nets, data, seeds=[3, 4], optimizer=optimizer, lr=5e-4, epochs=2,
@@ -222,9 +223,9 @@ def test_stacked_training_equals_one_train_model_run_per_expert(protocol, stride
 def test_teacher_is_the_best_validation_epoch(tmp_path):
     """With a validation split the teacher checkpoint is the expert's best epoch on it (lr 0.5 overshoots: epoch 3
     of 5), without one the last."""
-    from ddtime.distill.teacher import sample_teacher
+    from ddtime.driver.distill.teacher import sample_teacher
 
-    data = ddtime.data.load_forecasting(None, seq_len=24, pred_len=12)
+    data = ddtime.driver.data.load_forecasting(None, seq_len=24, pred_len=12)
     store = train_experts(data, num_experts=2, expert_epochs=5, lr=0.5, out_dir=tmp_path / "std", quiet=True)
     probe = build_model("dlinear", seq_len=24, pred_len=12, channels=data.n_channels)
     val = data.windows("val", stride=1)
@@ -237,12 +238,12 @@ def test_teacher_is_the_best_validation_epoch(tmp_path):
     gen = torch.Generator().manual_seed(3)
     index = int(torch.randint(0, 2, (1,), generator=torch.Generator().manual_seed(3)))
     torch.testing.assert_close(sample_teacher(store, gen), store.trajectory(index)[store.teacher_epoch(index)])
-    condtsf = ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=24, pred_len=12, stride=4)
+    condtsf = ddtime.driver.data.load_forecasting(None, protocol="condtsf", seq_len=24, pred_len=12, stride=4)
     ci = train_experts(condtsf, num_experts=1, expert_epochs=3, out_dir=tmp_path / "ci", quiet=True)
     assert ci.teacher_epoch(0) == 3 and ci.teacher_test_mse() == pytest.approx(ci.entries[0]["test_mse"])
 
 
 def probe_with(model, flat):
-    from ddtime.models import assign_flat_params
+    from ddtime.driver.models import assign_flat_params
 
     return assign_flat_params(model, flat)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddtime.models import (
+from ddtime.driver.models import (
     MODELS,
     DLinear,
     assign_flat_params,
@@ -15,7 +15,7 @@ from ddtime.models import (
     param_spec,
     unflatten_params,
 )
-from ddtime.models.linear import moving_average
+from ddtime.driver.models.linear import moving_average
 
 # (seq_len, pred_len, channels): standard, condtsf, look-back shorter than a patch / the DLinear
 # kernel, horizon longer than the look-back.

@@ -35,7 +35,7 @@ def test_import_is_light():
     # tqdm is left out: `import torch` itself loads it.
     code = (
         "import sys, ddtime; heavy = [m for m in ('pandas', 'matplotlib', 'safetensors', "
-        "'sklearn', 'ddtime.data', 'ddtime.distill') if m in sys.modules]; print(heavy)"
+        "'sklearn', 'ddtime.driver.data', 'ddtime.driver.distill') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,11 +6,12 @@ import math
 import pytest
 import torch
 
-from ddtime.distill import DistillConfig, distill
-from ddtime.distill.loop import DistillRun
-from ddtime.distill.methods import METHODS, build_method
-from ddtime.distill.methods.tgdd import TGDD, _assign, kmeans
-from ddtime.models import functional_forward
+from ddtime.driver.distill import DistillConfig, distill
+from ddtime.driver.distill.loop import DistillRun
+from ddtime.driver.distill.methods import METHODS, build_method
+from ddtime.driver.distill.methods.tgdd import TGDD, _assign, kmeans
+from ddtime.driver.models import functional_forward
+from distill_configs import distill_config
 
 SEQ, PRED = 24, 12
 
@@ -22,7 +23,7 @@ def _config(**kw):
     base = dict(method="tgdd", samples=6, iterations=8, quiet=True, loss_impl="reference", checkpoint_every=0,
                 select_every=0)
     base.update(kw)
-    return DistillConfig(**base)
+    return distill_config(**base)
 
 
 # --- pieces ---------------------------------------------------------------------------------------
@@ -104,8 +105,8 @@ def test_tgdd_beats_random_subset_on_digits():
     """Short run (about 15 s on one thread). Accuracy gains over the random subset seen with
     data/run seeds 0, 1, 2, 3: +1.5, +0.6, +4.0, +2.1 points; the test uses seed 0."""
     pytest.importorskip("sklearn")
-    from ddtime.classification import distill as cdistill
-    from ddtime.classification import evaluate_synthetic, load_digits, train_trajectories
+    from ddtime.driver.classification import distill as cdistill
+    from ddtime.driver.classification import evaluate_synthetic, load_digits, train_trajectories
 
     digits = load_digits(seed=0)
     trajectories = train_trajectories(digits, num_trajectories=3, epochs=8, quiet=True)

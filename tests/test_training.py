@@ -4,10 +4,10 @@ import copy
 import pytest
 import torch
 
-import ddtime.data
-from ddtime.models import build_model, flat_params
-from ddtime.sam import SAM
-from ddtime.training import evaluate, train_model
+import ddtime.driver.data
+from ddtime.driver.models import build_model, flat_params
+from ddtime.driver.training.sam import SAM
+from ddtime.driver.training import evaluate, train_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,7 +60,7 @@ def test_early_stopping_restores_best_weights(data):
 
 
 def test_condtsf_trains_all_epochs_without_validation():
-    data = ddtime.data.load_forecasting(None, protocol="condtsf", seq_len=24, pred_len=24)
+    data = ddtime.driver.data.load_forecasting(None, protocol="condtsf", seq_len=24, pred_len=24)
     model = build_model("linear", seq_len=24, pred_len=24, channels=1, seed=0)
     windows = data.windows("train")[::40]  # a thinned training set keeps the test fast
     result = train_model(model, data, optimizer="adam", lr=1e-2, epochs=3, patience=3, quiet=True,

@@ -1,0 +1,180 @@
+"""Class-conditional dataset distillation: DM and TGDD.
+
+Every iteration and for every class c (one synthetic update per class per iteration):
+
+- DM: a freshly initialised encoder (seed drawn from the run's generator, one per iteration)
+  embeds a batch of real samples of class c and the synthetic samples of class c; the loss is
+  the squared distance of the two mean embeddings.
+- TGDD: draw a trajectory i and a stage j uniformly (0 <= j < M); snapshot j is the encoder of
+  the same matching loss. A second snapshot j' is drawn uniformly from the expert region
+  ``j .. min(j + region, M - 1)`` (region 6) and adds ``alpha * (F / 2048) * CE(f_j'(x_syn_c), c)``;
+  alpha defaults to 2.5 for at most 10 samples per class, else 0.5
+  (:func:`ddtime.driver.distill.matching.default_alpha`).
+
+Constraint weight and feature width: the matching term sums over the F features of the
+embedding, the cross-entropy does not, so alpha's effect depends on F. TGDD's ConvNets
+(depth 3 on 32x32, 4 on 64x64, 5 on 128x128, width 128) all embed into F = 2048 features; its
+alpha values are kept for another encoder by weighting the constraint with
+``alpha * F / alpha_reference_features`` (default 2048; ``None`` uses alpha as is). The 8x8
+ConvNet here has F = 128, so the default weights are 0.156 (small sets) and 0.031 (large).
+On digits the unscaled weights cost accuracy at 10 and 50 images per class, at 50 falling
+below the random subset (``bench/results/tgdd_digits.md``).
+
+The synthetic samples of each class are a separate leaf tensor with its own SGD optimiser
+(momentum 0.5). Learning-rate rule: ``lr_c = lr_per_sample * n_c`` with ``n_c`` the number of
+synthetic samples of class c. Both loss terms average over the class's synthetic samples, so
+the gradient of one sample scales as ``1 / n_c``; multiplying by ``n_c`` gives every sample the
+same step size whatever the set size. ``lr_per_sample`` defaults to 0.1 for TGDD and 1.0 for DM
+(randomly initialised encoders give about 3x smaller feature gradients than trained snapshots;
+both values were the best of 0.01 / 0.1 / 1.0 on digits at 10 images per class).
+Initialisation: random real training samples of each class (``data.random_subset(ipc, seed)``,
+so the random-subset baseline of the same seed is exactly the starting point). No
+differentiable augmentation is used (the data are 8x8 digits or feature vectors).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ddtime.driver.classification.data import ClassificationData
+from ddtime.driver.classification.matching import constraint_cross_entropy
+from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance
+from ddtime.driver.classification.networks import build_network, flat_params, functional_embed, functional_logits
+from ddtime.driver.classification.trajectories import ExpertTrajectories
+
+__all__ = ["DistillResult", "distill", "matching_loss"]
+
+
+@dataclass
+class DistillResult:
+    """Output of :func:`distill`.
+
+    Attributes:
+        x: synthetic samples ``[K * ipc, ...]`` (detached), class-major.
+        y: their labels ``[K * ipc]``.
+        matching: per iteration, the matching loss summed over classes (under that iteration's encoder).
+        constraint: per iteration, the constraint CE averaged over classes (TGDD; empty for DM).
+        seconds: wall time of the distillation loop (initialisation included, experts excluded).
+        settings: the resolved hyper-parameters.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    matching: list[float] = field(default_factory=list)
+    constraint: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+
+def _real_batch(x: torch.Tensor, idx: torch.Tensor, batch: int, g: torch.Generator) -> torch.Tensor:
+    return x[idx[torch.randperm(idx.numel(), generator=g)[:batch]]]
+
+
+def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
+            trajectories: ExpertTrajectories | None = None, iterations: int = 1000, lr_per_sample: float | None = None,
+            momentum: float = 0.5, batch_real: int = 256, alpha: float | None = None,
+            alpha_reference_features: int | None = 2048, region: int = 6,
+            arch: str = "auto", net_kwargs: dict | None = None, seed: int = 0, quiet: bool = False) -> DistillResult:
+    """Distil ``data``'s training split into ``ipc`` samples per class with ``method`` ("dm" or "tgdd").
+
+    Args:
+        trajectories: TGDD's experts; their architecture is the encoder's (``arch`` and
+            ``net_kwargs`` then are ignored). DM uses ``arch``/``net_kwargs`` for its random encoders.
+        iterations: outer iterations, each one update per class.
+        lr_per_sample: per-class learning rate = ``lr_per_sample * ipc`` (None: 0.1 TGDD, 1.0 DM).
+        momentum: SGD momentum of the synthetic data.
+        batch_real: real samples of the class per update (without replacement; all when fewer).
+        alpha: TGDD's constraint weight (None: 2.5 for ``ipc <= 10``, else 0.5).
+        alpha_reference_features: the constraint is weighted ``alpha * F / alpha_reference_features``
+            (F: the encoder's embedding width); None uses ``alpha`` unscaled.
+        region: the expert region is ``j .. j + region`` (clipped to the trajectory).
+        seed: seeds the initial subset and every random draw of the loop.
+    Returns a :class:`DistillResult` (``x [K * ipc, ...]`` class-major).
+    """
+    if method not in ("dm", "tgdd"):
+        raise ValueError(f"method: expected 'dm' or 'tgdd', got {method!r}")
+    if not isinstance(ipc, int) or ipc < 1:
+        raise ValueError(f"ipc: expected a positive int, got {ipc!r}")
+    if iterations < 0 or region < 0 or batch_real < 1:
+        raise ValueError(f"iterations, region, batch_real: expected >= 0, >= 0, >= 1, got {iterations}, {region}, "
+                         f"{batch_real}")
+    if method == "tgdd":
+        if trajectories is None:
+            raise ValueError("trajectories: method 'tgdd' needs expert trajectories (train_trajectories)")
+        if tuple(trajectories.sample_shape) != data.sample_shape or trajectories.num_classes != data.num_classes:
+            raise ValueError(f"trajectories: trained on samples {tuple(trajectories.sample_shape)} with "
+                             f"{trajectories.num_classes} classes, data has {data.sample_shape} and {data.num_classes}")
+        template = trajectories.network()
+        alpha = default_alpha(ipc) if alpha is None else float(alpha)
+        scale = 1.0 if alpha_reference_features is None else template.embed_dim / alpha_reference_features
+        weight = alpha * scale
+    else:
+        template = build_network(arch, data.sample_shape, data.num_classes, seed=0, **(net_kwargs or {}))
+        alpha = weight = 0.0
+    if lr_per_sample is None:
+        lr_per_sample = 0.1 if method == "tgdd" else 1.0
+    if not lr_per_sample > 0:
+        raise ValueError(f"lr_per_sample: expected a positive learning rate, got {lr_per_sample!r}")
+    for p in template.parameters():
+        p.requires_grad_(False)
+
+    start = time.perf_counter()
+    g = torch.Generator().manual_seed(seed)
+    class_idx = data.class_indices()
+    init_x, _ = data.random_subset(ipc, seed=seed)
+    syn = [init_x[c * ipc:(c + 1) * ipc].clone().requires_grad_(True) for c in range(data.num_classes)]
+    opts = [torch.optim.SGD([s], lr=lr_per_sample * s.shape[0], momentum=momentum) for s in syn]
+    result = DistillResult(init_x, torch.arange(data.num_classes).repeat_interleave(ipc))
+    for _ in tqdm(range(iterations), desc=f"distill {method}", disable=quiet):
+        if method == "tgdd":
+            i = int(torch.randint(trajectories.num_trajectories, (1,), generator=g))
+            m = trajectories.num_snapshots
+            j = int(torch.randint(m, (1,), generator=g))
+            j2 = int(torch.randint(j, min(j + region, m - 1) + 1, (1,), generator=g))
+            encoder, expert = trajectories.snapshots[i, j], trajectories.snapshots[i, j2]
+        else:
+            net_seed = int(torch.randint(2 ** 62, (1,), generator=g))
+            encoder = flat_params(build_network(arch, data.sample_shape, data.num_classes, seed=net_seed,
+                                                **(net_kwargs or {})))
+        match_sum, constraint_sum = 0.0, 0.0
+        for c, (s, opt) in enumerate(zip(syn, opts)):
+            with torch.no_grad():
+                real_feat = functional_embed(template, encoder, _real_batch(data.train_x, class_idx[c], batch_real, g))
+            match = mean_embedding_distance(real_feat, functional_embed(template, encoder, s))
+            loss = match
+            if method == "tgdd":
+                constraint = constraint_cross_entropy(functional_logits(template, expert, s), c)
+                loss = loss + weight * constraint
+                constraint_sum += float(constraint.detach())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            match_sum += float(match.detach())
+        result.matching.append(match_sum)
+        if method == "tgdd":
+            result.constraint.append(constraint_sum / data.num_classes)
+    result.x = torch.cat([s.detach() for s in syn])
+    result.seconds = time.perf_counter() - start
+    result.settings = {"method": method, "ipc": ipc, "iterations": iterations, "lr_per_sample": lr_per_sample,
+                       "lr_per_class": lr_per_sample * ipc, "momentum": momentum, "batch_real": batch_real,
+                       "alpha": alpha, "constraint_weight": weight, "region": region if method == "tgdd" else None,
+                       "seed": seed, "arch": trajectories.arch if method == "tgdd" else arch}
+    return result
+
+
+@torch.no_grad()
+def matching_loss(x: torch.Tensor, y: torch.Tensor, data: ClassificationData, net: torch.nn.Module,
+                  flat: torch.Tensor | None = None) -> float:
+    """Sum over classes of the squared mean-embedding distance between all real training samples
+    and the synthetic ``x [S, ...]`` (labels ``y [S]``) under ``net`` (or ``net`` with ``flat`` params)."""
+    flat = flat_params(net) if flat is None else flat
+    total = 0.0
+    for c, idx in enumerate(data.class_indices()):
+        s = x[y == c]
+        if s.shape[0]:
+            total += float(mean_embedding_distance(functional_embed(net, flat, data.train_x[idx]),
+                                                   functional_embed(net, flat, s)))
+    return total

@@ -1,0 +1,55 @@
+"""CondTSF's value update (Ding et al., NeurIPS 2024), usable on top of any base method.
+
+On every ``gap``-th iteration (``(iteration + 1) % gap == 0``, as in CondTSF's code) the loop
+skips the base update and moves the synthetic labels toward a teacher's forecast of the
+synthetic inputs: ``y <- (1 - beta) * y + beta * f_teacher(x)``, beta 0.01, gap 3, once per
+update slot of the iteration (CondTSF's ``multistep``: twice), each with a freshly drawn teacher.
+The teacher is a random expert at its teacher epoch, in eval mode (:mod:`ddtime.driver.distill.teacher`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ddtime.driver.distill.synthetic import SERIES_WRITES
+from ddtime.driver.distill.teacher import teacher_predict
+
+__all__ = ["CondTSFUpdate"]
+
+
+@dataclass(frozen=True)
+class CondTSFUpdate:
+    """Settings of CondTSF's value update and the update itself.
+
+    beta: step toward the teacher's forecast; gap: every ``gap``-th iteration is an update
+    iteration; series_write: how a ``series`` set writes overlapping windows
+    (``"sequential"``, CondTSF's code; ``"average"`` is a named departure, see
+    ``SyntheticSet.blend_labels``).
+    """
+
+    beta: float = 0.01
+    gap: int = 3
+    series_write: str = "sequential"
+
+    def __post_init__(self):
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta: expected a value in [0, 1], got {self.beta!r}")
+        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 1:
+            raise ValueError(f"gap: expected a positive int, got {self.gap!r}")
+        if self.series_write not in SERIES_WRITES:
+            raise ValueError(f"series_write: expected one of {SERIES_WRITES}, got {self.series_write!r}")
+
+    def is_due(self, iteration: int) -> bool:
+        """Whether ``iteration`` (0-based) is a value-update iteration."""
+        return (iteration + 1) % self.gap == 0
+
+    @torch.no_grad()
+    def apply(self, synthetic, model: torch.nn.Module, teacher_params: torch.Tensor) -> None:
+        """In place: ``labels <- (1 - beta) * labels + beta * teacher(inputs)`` on a SyntheticSet.
+
+        The teacher forecasts every window's inputs first; on the ``series`` representation the
+        windows are then written one after another (CondTSF's code; see ``SyntheticSet.blend_labels``).
+        """
+        prediction = teacher_predict(model, teacher_params, synthetic.inputs())
+        synthetic.blend_labels(prediction, self.beta, series_write=self.series_write)

@@ -1,0 +1,101 @@
+"""The settings of one distillation run: :class:`DistillConfig`, with the optional CondTSF update
+(:class:`~ddtime.driver.distill.condtsf.CondTSFUpdate`) and DDTime terms
+(:class:`~ddtime.driver.distill.terms.DDTimeTerms`) as objects of their own."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddtime.driver.distill.condtsf import CondTSFUpdate
+from ddtime.driver.distill.methods import DistillMethod, build_method
+from ddtime.driver.distill.synthetic import REPRESENTATIONS
+from ddtime.driver.distill.terms import DDTimeTerms
+
+__all__ = ["DistillConfig", "TERM_BALANCES"]
+
+#: how the base loss and DDTime's terms combine into the synthetic data's gradient
+TERM_BALANCES = ("none", "grad-norm")
+
+
+@dataclass
+class DistillConfig:
+    """Settings of one distillation run (SPEC defaults).
+
+    ``condtsf``: CondTSF's value update, or None (off); ``ddtime``: DDTime's terms, or None (off).
+    ``term_balance``: how ``L_base`` and DDTime's terms combine (see ``DistillRun._update``).
+    """
+
+    method: str = "mtt"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    samples: int = 10
+    representation: str = "windows"
+    stride: int = 4
+    iterations: int = 300
+    lr: float = 0.1
+    condtsf: CondTSFUpdate | None = None
+    ddtime: DDTimeTerms | None = None
+    term_balance: str = "grad-norm"
+    model: str = "dlinear"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "cpu"
+    select_every: int = 50
+    select_initial: bool = False
+    checkpoint_every: int = 10
+    quiet: bool = False
+
+    def __post_init__(self):
+        for name in ("samples", "iterations", "stride"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("select_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: expected a non-negative int (0 = off), got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"representation: expected one of {REPRESENTATIONS}, got {self.representation!r}")
+        if self.term_balance not in TERM_BALANCES:
+            raise ValueError(f"term_balance: expected one of {TERM_BALANCES}, got {self.term_balance!r}")
+        if self.condtsf is not None and not isinstance(self.condtsf, CondTSFUpdate):
+            raise TypeError(f"condtsf: expected a CondTSFUpdate or None, got {type(self.condtsf).__name__}")
+        if self.ddtime is not None and not isinstance(self.ddtime, DDTimeTerms):
+            raise TypeError(f"ddtime: expected a DDTimeTerms or None, got {type(self.ddtime).__name__}")
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the run draws teachers from the experts (CondTSF's update or DDTime's value term)."""
+        return self.condtsf is not None or self.ddtime is not None
+
+    def build_method(self) -> DistillMethod:
+        """The configured method; an option it does not take, or DDTime's ``student_side="student"``
+        on a method without an unrolled student, raises ``ValueError`` naming it."""
+        try:
+            method = build_method(self.method, **self.method_options)
+        except TypeError as exc:
+            raise ValueError(f"method_options: {exc}") from None
+        if self.ddtime is not None and self.ddtime.student_side == "student" and not method.has_unrolled_student:
+            raise ValueError(f"student_side: 'student' needs a method with an unrolled student, not {self.method!r}; "
+                             "use student_side='labels'")
+        return method
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat settings record kept in ``results.json`` and checkpoints: ``condtsf`` / ``ddtime``
+        as booleans beside their settings (``condtsf_beta``, ..., ``alpha``, ...; the defaults when off)."""
+        condtsf, ddtime = self.condtsf or CondTSFUpdate(), self.ddtime or DDTimeTerms()
+        record: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "condtsf":
+                record["condtsf"] = value is not None
+                record.update({f"condtsf_{k}": v for k, v in dataclasses.asdict(condtsf).items()})
+            elif f.name == "ddtime":
+                record["ddtime"] = value is not None
+                record.update(dataclasses.asdict(ddtime))
+            else:
+                record[f.name] = copy.deepcopy(value)
+        return record

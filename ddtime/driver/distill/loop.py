@@ -1,0 +1,283 @@
+"""The shared distillation loop (every base method, with or without CondTSF / DDTime).
+
+Per iteration (see :mod:`ddtime.driver.distill.methods.base` for the method interface):
+
+1. when DDTime's terms are on, draw this iteration's teacher (a random expert at its teacher
+   epoch, :mod:`ddtime.driver.distill.teacher`);
+2. ``method.updates_per_iteration`` times: on a CondTSF iteration (``(it + 1) % 3 == 0``) the
+   value update, with a freshly drawn teacher each time (CondTSF's code), replaces the base
+   update; otherwise the method returns ``L_base`` and the loop steps Adam (lr 0.1) on the
+   synthetic set with the gradients of ``L_base / detach(L_base)``, ``lambda_val * L_val`` and
+   ``lambda_IS * L_IS``, each taken on its own and combined as ``config.term_balance`` says
+   (:meth:`DistillRun._update`); a method that owns its update (TGDD) adds the plain weighted
+   sum ``ctx.extra_loss``; then ``after_step``;
+3. every ``select_every`` iterations and after the last, the method's current synthetic
+   windows are scored by ``validate`` (quick student training scored on the validation split,
+   never test); the best is kept. ``select_initial=True`` also scores the initial set (CondTSF's
+   code does; off by default so that the result is always a distilled set, whose
+   initialisation is exactly the random-subset reference of :mod:`ddtime.driver.evaluation`);
+4. every ``checkpoint_every`` iterations the whole state is checkpointed atomically to
+   ``out_dir/checkpoint.pt``: synthetic tensors, optimiser state, method state, RNG states,
+   iteration, loss and validation history, best set. ``resume=True`` continues from it and
+   gives the same result as an uninterrupted run.
+
+All randomness comes from one ``torch.Generator`` seeded with ``config.seed``.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ddtime.driver.distill.checkpoint import load_checkpoint, save_checkpoint
+from ddtime.driver.distill.config import DistillConfig
+from ddtime.driver.distill.methods import DistillContext
+from ddtime.driver.distill.synthetic import SyntheticSet
+from ddtime.driver.distill.teacher import sample_teacher
+from ddtime.driver.models import build_model
+
+__all__ = ["DistillResult", "DistillRun", "distill", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class DistillResult:
+    """Outcome of :func:`distill`.
+
+    windows: the synthetic windows ``[S, N, L]`` chosen on validation (the final ones when no
+    validator was given); final_windows: those after the last iteration; initial_windows: those
+    before the first (the real data the set started from); history: one dict per
+    update (``iteration``, ``kind`` "base"/"condtsf", ``base``, ``value``, ``isib``, ``total``);
+    val_history: ``[(iteration, val_mse)]`` (iteration = number of finished iterations);
+    seconds: wall time of :func:`distill`, of which select_seconds went to validation selection.
+    """
+
+    windows: torch.Tensor
+    final_windows: torch.Tensor
+    best_iteration: int
+    best_val_mse: float | None
+    history: list[dict[str, float]]
+    val_history: list[tuple[int, float]]
+    seconds: float
+    select_seconds: float = 0.0
+    initial_windows: torch.Tensor | None = None
+    resumed_from: int | None = None
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _set_rng_state(generator: torch.Generator, state: dict[str, torch.Tensor]) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def _template_model(config: DistillConfig, data) -> torch.nn.Module:
+    model = build_model(config.model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                        seed=config.seed, **config.model_kwargs)
+    return model.to(config.device)
+
+
+class DistillRun:
+    """The state of one distillation run; :func:`distill` drives it.
+
+    ``DistillRun(data, config, experts=...)`` builds the synthetic set, the method, the template
+    model and the optimiser; :meth:`iteration` runs one iteration (the unit the overhead
+    benchmark times); :meth:`resume_from` / :meth:`checkpoint` restore and save the state.
+    """
+
+    def __init__(self, data, config: DistillConfig, *, experts=None):
+        if not isinstance(config, DistillConfig):
+            raise TypeError(f"config: expected a DistillConfig, got {type(config).__name__}")
+        self.data, self.config, self.experts = data, config, experts
+        self.device = device = torch.device(config.device)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.method = config.build_method()
+        if (self.method.requires_experts or config.needs_teacher) and experts is None:
+            raise ValueError(f"experts: method {config.method!r}"
+                             f"{' with CondTSF/DDTime' if config.needs_teacher else ''} needs an ExpertStore")
+        self.synthetic = SyntheticSet.from_data(data, samples=config.samples, representation=config.representation,
+                                                stride=config.stride, generator=self.generator, device=device)
+        self.initial_windows = self.synthetic.windows().detach().cpu().clone()
+        self.model = _template_model(config, data)
+        self.terms = config.ddtime
+        self.teacher: torch.Tensor | None = None
+        self.ctx = DistillContext(
+            data=data, synthetic=self.synthetic, experts=experts, model=self.model, model_name=config.model,
+            real_windows=data.windows("train").to(device), seq_len=data.seq_len, pred_len=data.pred_len,
+            iterations=config.iterations, generator=self.generator, device=device, extra_loss=self.extra_loss,
+            options={"model_kwargs": dict(config.model_kwargs)})
+        self.method.prepare(self.ctx)
+        groups = [{"params": self.synthetic.parameters()}]
+        groups += [g if isinstance(g, dict) else {"params": [g]} for g in self.method.synthetic_parameters()]
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr)
+        self.history: list[dict[str, Any]] = []
+        self.val_history: list[tuple[int, float]] = []
+        self.best: dict[str, Any] = {"val": math.inf, "iteration": 0, "windows": None}
+        self.done = 0
+        self.select_seconds = 0.0
+
+    def extra_loss(self, student_params: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted DDTime terms for the current synthetic set and each term's value
+        (``(0, {})`` when they are off)."""
+        if self.terms is None:
+            return torch.zeros((), device=self.device), {}
+        return self.terms(self.synthetic.windows(), seq_len=self.data.seq_len, model=self.model,
+                          teacher_params=self.teacher, student_params=student_params)
+
+    def iteration(self, it: int) -> None:
+        """Run iteration ``it``: teacher draw, ``updates_per_iteration`` updates, ``after_step``."""
+        config, method = self.config, self.method
+        if config.ddtime is not None:
+            self.teacher = sample_teacher(self.experts, self.generator, self.device)
+        for _ in range(method.updates_per_iteration):
+            if config.condtsf is not None and config.condtsf.is_due(it):
+                teacher = sample_teacher(self.experts, self.generator, self.device)
+                config.condtsf.apply(self.synthetic, self.model, teacher)
+                self.history.append({"iteration": it, "kind": "condtsf"})
+            else:
+                out = method.step(self.ctx, it)
+                record: dict[str, Any] = {"iteration": it, "kind": "base", "base": float(out.loss.detach())}
+                if not out.stepped:
+                    record.update(self._update(out))
+                record.update(out.metrics)
+                self.history.append(record)
+            method.after_step(self.ctx, it)
+        self.done = it + 1
+
+    def _update(self, out) -> dict[str, float]:
+        """One Adam step of the synthetic data from the base loss and DDTime's terms.
+
+        Each term's gradient is taken on its own: ``term_balance="none"`` adds
+        ``grad(L_base / detach(L_base)) + lambda_val grad(L_val) + lambda_IS grad(L_IS)`` (SPEC's plain
+        sum); ``"grad-norm"`` scales each term's gradient to unit norm (over all synthetic
+        parameters) before the lambdas apply, so that no term switches another off under Adam's
+        per-coordinate scaling. A base loss alone keeps its own gradient (the base method unchanged).
+        Returns each term's loss and gradient norm for the history.
+        """
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        terms = {"base": (out.loss / out.loss.detach().clamp_min(1e-12), 1.0)}
+        if self.terms is not None:
+            losses = self.terms.losses(self.synthetic.windows(), seq_len=self.data.seq_len, model=self.model,
+                                       teacher_params=self.teacher, student_params=out.student_params)
+            terms.update({k: (v, self.terms.weights[k]) for k, v in losses.items()})
+        combined = [torch.zeros_like(p) for p in params]
+        record: dict[str, float] = {}
+        names = [k for k, (_, w) in terms.items() if w != 0]
+        for n, name in enumerate(names):
+            loss, weight = terms[name]
+            grads = torch.autograd.grad(loss, params, retain_graph=n < len(names) - 1, allow_unused=True)
+            norm = torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None))
+            balance = self.config.term_balance == "grad-norm" and len(names) > 1 and norm > 0
+            scale = weight / float(norm) if balance else weight
+            for c, g in zip(combined, grads):
+                if g is not None:
+                    c.add_(g, alpha=scale)
+            record[f"{name}_grad_norm"] = float(norm)
+            if name != "base":
+                record[name] = float(loss.detach())
+        for p, c in zip(params, combined):
+            p.grad = c
+        self.optimizer.step()
+        record["total"] = sum(terms[k][1] * (1.0 if k == "base" else record[k]) for k in names)
+        return record
+
+    def select(self, validate: Callable[[torch.Tensor], float]) -> None:
+        """Score the method's current windows on validation and keep them if they are the best."""
+        t0 = time.perf_counter()
+        windows = self.method.final_windows(self.ctx).detach()
+        score = float(validate(windows))
+        self.select_seconds += time.perf_counter() - t0
+        self.val_history.append((self.done, score))
+        if score < self.best["val"]:
+            self.best.update(val=score, iteration=self.done, windows=windows.clone())
+
+    def checkpoint(self, path) -> None:
+        """Save everything needed for an exact resume, atomically."""
+        best = self.best
+        save_checkpoint(path, {
+            "config": self.config.to_dict(), "iteration": self.done, "synthetic": self.synthetic.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "method": self.method.state_dict(),
+            "rng": _rng_state(self.generator), "history": self.history,
+            "val_history": [list(v) for v in self.val_history], "best_val": best["val"],
+            "best_iteration": best["iteration"],
+            "best_windows": best["windows"].cpu() if best["windows"] is not None else None,
+        })
+
+    def resume_from(self, path) -> None:
+        """Restore a :meth:`checkpoint` written with the same settings."""
+        state = load_checkpoint(path)
+        saved, now = state["config"], self.config.to_dict()
+        mismatched = sorted(k for k in set(saved) | set(now)
+                            if k not in ("quiet", "device", "checkpoint_every") and saved.get(k) != now.get(k))
+        if mismatched:
+            raise ValueError(f"resume: the checkpoint {str(path)!r} was written with different settings: "
+                             + ", ".join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in mismatched))
+        self.synthetic.load_state_dict(state["synthetic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        _set_rng_state(self.generator, state["rng"])
+        self.done = int(state["iteration"])
+        self.history, self.val_history = list(state["history"]), [tuple(v) for v in state["val_history"]]
+        self.best = {"val": float(state["best_val"]), "iteration": int(state["best_iteration"]),
+                     "windows": state["best_windows"].to(self.device) if state["best_windows"] is not None else None}
+
+
+def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib.Path | None = None,
+            resume: bool = False, validate: Callable[[torch.Tensor], float] | None = None) -> DistillResult:
+    """Distil ``data`` (a :class:`ddtime.driver.data.ForecastData`) into a synthetic set.
+
+    Args:
+        experts: an :class:`ddtime.driver.experts.ExpertStore` (needed by trajectory methods, DM with
+            expert networks, CondTSF's update and DDTime's terms).
+        out_dir: where ``checkpoint.pt`` goes (no checkpoints when ``None``).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists (same config required).
+        validate: ``validate(windows [S, N, L]) -> validation MSE``; selects the best set.
+    """
+    if resume and out_dir is None:
+        raise ValueError("resume: needs out_dir (where the checkpoint lives)")
+    t0 = time.perf_counter()
+    run = DistillRun(data, config, experts=experts)
+    ckpt_path = pathlib.Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    resumed_from = None
+    if resume and ckpt_path.exists():
+        run.resume_from(ckpt_path)
+        resumed_from = run.done
+    if validate is not None and config.select_initial and run.done == 0 and not run.val_history:
+        run.select(validate)
+    bar = tqdm(range(run.done, config.iterations), initial=run.done, total=config.iterations, disable=config.quiet,
+               desc=f"distill {config.method}", leave=False)
+    for it in bar:
+        run.iteration(it)
+        base = [h["base"] for h in run.history[-run.method.updates_per_iteration:] if "base" in h]
+        if base:
+            bar.set_postfix(base=f"{base[-1]:.4g}")
+        done = run.done
+        if validate is not None and config.select_every and (done % config.select_every == 0
+                                                               or done == config.iterations):
+            run.select(validate)
+        if ckpt_path is not None and config.checkpoint_every and (done % config.checkpoint_every == 0
+                                                                   or done == config.iterations):
+            run.checkpoint(ckpt_path)
+    bar.close()
+    final = run.method.final_windows(run.ctx).detach()
+    best = run.best
+    chosen = best["windows"] if best["windows"] is not None else final
+    return DistillResult(windows=chosen.cpu(), final_windows=final.cpu(),
+                         best_iteration=best["iteration"] if best["windows"] is not None else config.iterations,
+                         best_val_mse=best["val"] if best["windows"] is not None else None, history=run.history,
+                         val_history=run.val_history, seconds=time.perf_counter() - t0,
+                         select_seconds=run.select_seconds,
+                         initial_windows=run.initial_windows, resumed_from=resumed_from)

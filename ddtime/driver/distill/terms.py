@@ -1,0 +1,93 @@
+"""DDTime's plug-in terms: ``lambda_val * L_val + lambda_IS * L_IS`` (SPEC section 3).
+
+* ``L_val = value_loss(student_side, teacher_side, alpha)``: the teacher side is the forecast of
+  the synthetic inputs by the final checkpoint of a random fully trained expert (eval mode,
+  detached). The student side is the synthetic labels (``student_side="labels"``, default, as
+  CondTSF's value term) or the unrolled student's forecast of the synthetic inputs
+  (``student_side="student"``; needs a method with an unrolled student, ``has_unrolled_student``:
+  MTT, FTD, DATM).
+* ``L_IS = isib_loss(windows, tau)`` over the whole synthetic set ``[S, N, L]``.
+
+``loss_impl="fused"`` uses ddtime's fused operators, ``"reference"`` the plain-PyTorch twins
+in :mod:`ddtime.reference` (test oracle and benchmark baseline).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ddtime.driver.distill.teacher import teacher_predict
+from ddtime.driver.models import functional_forward
+
+__all__ = ["DDTimeTerms", "STUDENT_SIDES", "LOSS_IMPLS"]
+
+STUDENT_SIDES = ("labels", "student")
+LOSS_IMPLS = ("fused", "reference")
+
+
+def _loss_functions(loss_impl: str):
+    if loss_impl == "fused":
+        import ddtime
+
+        return ddtime.value_loss, ddtime.isib_loss
+    from ddtime.reference import isib_loss_reference, value_loss_reference
+
+    return value_loss_reference, isib_loss_reference
+
+
+@dataclass
+class DDTimeTerms:
+    """The weighted DDTime terms; defaults from SPEC section 3."""
+
+    alpha: float = 0.8
+    lambda_val: float = 1.0
+    lambda_is: float = 0.6
+    tau: float = 1.0
+    student_side: str = "labels"
+    loss_impl: str = "fused"
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
+        for name in ("lambda_val", "lambda_is"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a non-negative weight, got {getattr(self, name)!r}")
+        if not self.tau > 0:
+            raise ValueError(f"tau: expected a positive temperature, got {self.tau!r}")
+        if self.student_side not in STUDENT_SIDES:
+            raise ValueError(f"student_side: expected one of {STUDENT_SIDES}, got {self.student_side!r}")
+        if self.loss_impl not in LOSS_IMPLS:
+            raise ValueError(f"loss_impl: expected one of {LOSS_IMPLS}, got {self.loss_impl!r}")
+        self._value_loss, self._isib_loss = _loss_functions(self.loss_impl)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """``{"value": lambda_val, "isib": lambda_IS}``"""
+        return {"value": self.lambda_val, "isib": self.lambda_is}
+
+    def __call__(self, windows: torch.Tensor, *, seq_len: int, model: torch.nn.Module, teacher_params: torch.Tensor,
+                 student_params: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted terms for synthetic ``windows`` ``[S, N, seq_len + pred_len]``.
+
+        Returns ``(lambda_val * L_val + lambda_IS * L_IS, {"value": L_val, "isib": L_IS})``.
+        """
+        losses = self.losses(windows, seq_len=seq_len, model=model, teacher_params=teacher_params,
+                             student_params=student_params)
+        total = sum(self.weights[k] * v for k, v in losses.items())
+        return total, {k: float(v.detach()) for k, v in losses.items()}
+
+    def losses(self, windows: torch.Tensor, *, seq_len: int, model: torch.nn.Module, teacher_params: torch.Tensor,
+               student_params: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The unweighted terms ``{"value": L_val, "isib": L_IS}`` (0-dim, differentiable)."""
+        inputs = windows[..., :seq_len]
+        teacher = teacher_predict(model, teacher_params, inputs)
+        if self.student_side == "labels":
+            student = windows[..., seq_len:]
+        else:
+            if student_params is None:
+                raise ValueError("student_side: 'student' needs a method with an unrolled student "
+                                 "(has_unrolled_student); use student_side='labels'")
+            student = functional_forward(model, student_params, inputs)
+        return {"value": self._value_loss(student, teacher, alpha=self.alpha, dim=-1),
+                "isib": self._isib_loss(windows, tau=self.tau)}

@@ -1,0 +1,262 @@
+"""The on-disk expert store: layout, settings, validation, and read access (:class:`ExpertStore`).
+
+Layout of an expert directory (written by :func:`ddtime.driver.experts.train_experts`)::
+
+    .lock                     held (flock) by the process training into the directory
+    manifest.json             {"format", "settings", "settings_hash", "num_experts", "experts": [...]}
+    expert_000.safetensors    "trajectory": float32 [expert_epochs + 1, P] (row 0 = initial parameters),
+                              metadata: settings_hash, expert index, seed, test_mse, test_mae
+    ...
+
+Every file is written atomically (``*.tmp``, fsync, ``os.replace``), so an expert file is
+complete or absent. A settings mismatch (other data, model, optimizer, ...), a truncated or
+corrupt file or a wrong shape raises an error naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import operator
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from ddtime.driver.atomic import atomic_write_bytes
+from ddtime.driver.models import assign_flat_params, build_model, param_spec
+
+__all__ = ["ExpertStore", "FORMAT_VERSION", "MANIFEST", "EXPERT_OPTIMIZERS", "expert_file", "expert_settings",
+           "settings_hash", "data_fingerprint", "read_manifest", "write_manifest", "scan_experts"]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+EXPERT_FILE = re.compile(r"^expert_(\d{3,})\.safetensors$")
+EXPERT_OPTIMIZERS = ("sgd", "sam")
+
+
+def expert_file(i: int) -> str:
+    return f"expert_{i:03d}.safetensors"
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+# ----------------------------------------------------------------------------------------------
+# settings
+def data_fingerprint(data) -> str:
+    """sha256 (16 hex digits) of the scaled training series and the window lengths."""
+    h = hashlib.sha256()
+    train = data.train.detach().to("cpu", torch.float32).contiguous()
+    h.update(repr((tuple(train.shape), data.protocol, data.seq_len, data.pred_len)).encode())
+    h.update(train.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def expert_settings(
+    data,
+    *,
+    model: str,
+    model_kwargs: dict | None,
+    expert_epochs: int,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    batch_size: int,
+    rho: float,
+    seed: int,
+) -> dict:
+    """Everything that determines an expert's trajectory, as stored in the manifest."""
+    net = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                      **(model_kwargs or {}))
+    spec = param_spec(net)
+    return {
+        "dataset": data.name,
+        "protocol": data.protocol,
+        "seq_len": data.seq_len,
+        "pred_len": data.pred_len,
+        "stride": data.stride,
+        "channels": data.n_channels,
+        "data_fingerprint": data_fingerprint(data),
+        "model": model.lower(),
+        "model_kwargs": dict(sorted((model_kwargs or {}).items())),
+        "expert_epochs": expert_epochs,
+        "optimizer": optimizer,
+        "lr": float(lr),
+        "momentum": float(momentum),
+        "batch_size": batch_size,
+        "rho": float(rho) if optimizer == "sam" else None,
+        "seed": seed,
+        "param_spec": [[name, list(shape)] for name, shape in spec],
+        "num_params": sum(math.prod(shape) for _, shape in spec),
+    }
+
+
+def settings_hash(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# reading and validating
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no expert manifest here (train experts into this directory first)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: expert manifest is not readable JSON ({exc})") from None
+    required = {"format", "settings", "settings_hash", "num_experts", "experts"}
+    if not isinstance(manifest, dict) or not required <= set(manifest):
+        have = sorted(manifest) if isinstance(manifest, dict) else type(manifest).__name__
+        raise ValueError(f"{path}: expert manifest must hold the keys {sorted(required)}, got {have}")
+    if manifest["format"] != FORMAT_VERSION:
+        raise ValueError(f"{path}: expert manifest format {manifest['format']!r}, expected {FORMAT_VERSION}")
+    if settings_hash(manifest["settings"]) != manifest["settings_hash"]:
+        raise ValueError(f"{path}: settings_hash does not match the stored settings (edited or corrupt manifest)")
+    for entry in manifest["experts"]:
+        if not isinstance(entry, dict) or not {"index", "file", "test_mse", "test_mae"} <= set(entry):
+            raise ValueError(f"{path}: malformed expert entry {entry!r}")
+    return manifest
+
+
+def _read_header(path: Path, settings: dict, digest: str, index: int) -> dict:
+    """Validate an expert file's header (size, shape, dtype, settings) and return its metadata."""
+    expected = [settings["expert_epochs"] + 1, settings["num_params"]]
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            if keys != ["trajectory"]:
+                raise ValueError(f"{path}: expected one tensor 'trajectory', got {keys}")
+            shape = list(f.get_slice("trajectory").get_shape())
+            dtype = f.get_slice("trajectory").get_dtype()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: expert file is missing") from None
+    except ValueError:
+        raise
+    except Exception as exc:  # safetensors raises its own error type for truncated / corrupt files
+        raise ValueError(f"{path}: truncated or corrupt expert file ({exc})") from None
+    if shape != expected or dtype not in ("F32", "float32"):
+        raise ValueError(f"{path}: trajectory has shape {shape} / dtype {dtype}, expected {expected} float32 "
+                         f"(expert_epochs + 1, num_params)")
+    if meta.get("settings_hash") != digest or meta.get("expert") != str(index):
+        raise ValueError(f"{path}: file belongs to another run (settings_hash {meta.get('settings_hash')!r}, "
+                         f"expert {meta.get('expert')!r}; expected {digest!r}, expert {index})")
+    return meta
+
+
+def _entry_from_meta(path: Path, index: int, meta: dict) -> dict:
+    try:
+        entry = {"index": index, "file": expert_file(index), "seed": int(meta["seed"]),
+                 "test_mse": float(meta["test_mse"]), "test_mae": float(meta["test_mae"]),
+                 "train_loss": float(meta["train_loss"])}
+        if "teacher_epoch" in meta:
+            entry.update(teacher_epoch=int(meta["teacher_epoch"]), teacher_test_mse=float(meta["teacher_test_mse"]))
+        return entry
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: metadata lacks a valid {exc}") from None
+
+
+def scan_experts(out_dir: Path, settings: dict, digest: str) -> dict[int, dict]:
+    """{index: manifest entry} for every expert file in ``out_dir`` (each validated)."""
+    found = {}
+    for path in sorted(out_dir.iterdir()):
+        match = EXPERT_FILE.match(path.name)
+        if match:
+            index = int(match.group(1))
+            found[index] = _entry_from_meta(path, index, _read_header(path, settings, digest, index))
+    return found
+
+
+class ExpertStore:
+    """Read access to a directory written by :func:`train_experts`.
+
+    ``num_experts`` counts the stored (complete) experts; ``trajectory(i)`` with
+    ``0 <= i < num_experts`` returns the i-th of them (``indices[i]`` is its expert index; the
+    two agree once a run is complete). Recently read trajectories are cached (``cache_size``).
+    """
+
+    def __init__(self, out_dir, *, cache_size: int = 4):
+        self.out_dir = Path(out_dir)
+        self.manifest_path = self.out_dir / MANIFEST
+        self.manifest = read_manifest(self.manifest_path)
+        self.settings = self.manifest["settings"]
+        self._digest = self.manifest["settings_hash"]
+        self.entries = sorted(self.manifest["experts"], key=lambda e: e["index"])
+        self.indices = [e["index"] for e in self.entries]
+        for entry in self.entries:
+            _read_header(self.out_dir / entry["file"], self.settings, self._digest, entry["index"])
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.entries)
+
+    @property
+    def complete(self) -> bool:
+        """Whether all ``manifest["num_experts"]`` experts of the run are stored."""
+        return set(range(self.manifest["num_experts"])) <= set(self.indices)
+
+    def trajectory(self, i: int) -> torch.Tensor:
+        """[expert_epochs + 1, P] float32 (CPU), row 0 = initial parameters."""
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"i must be an int, got {type(i).__name__}") from None
+        if not 0 <= i < self.num_experts:
+            raise IndexError(f"i must be in [0, {self.num_experts}), got {i}")
+        if i not in self._cache:
+            entry = self.entries[i]
+            path = self.out_dir / entry["file"]
+            _read_header(path, self.settings, self._digest, entry["index"])
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    tensor = f.get_tensor("trajectory")
+            except Exception as exc:
+                raise ValueError(f"{path}: truncated or corrupt expert file ({exc})") from None
+            self._cache[i] = tensor
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(i)
+        return self._cache[i].clone()
+
+    def teacher_epoch(self, i: int) -> int:
+        """The teacher checkpoint of the i-th stored expert: its best epoch on validation (the last
+        where the data has no validation split, or for experts stored before this was recorded)."""
+        return int(self.entries[i].get("teacher_epoch", self.settings["expert_epochs"]))
+
+    def teacher_test_mse(self) -> float:
+        """Mean test MSE of the experts' teacher checkpoints."""
+        return sum(e.get("teacher_test_mse", e["test_mse"]) for e in self.entries) / len(self.entries)
+
+    def build_expert(self, i: int, *, epoch: int = -1, device="cpu") -> torch.nn.Module:
+        """The model of the i-th stored expert with its parameters after ``epoch`` (-1 = last)."""
+        s = self.settings
+        net = build_model(s["model"], seq_len=s["seq_len"], pred_len=s["pred_len"], channels=s["channels"],
+                          **s["model_kwargs"])
+        return assign_flat_params(net, self.trajectory(i)[epoch]).to(device)
+
+    def matches(self, **settings) -> bool:
+        """True when every given setting equals the manifest's (``num_experts``: at least that many stored)."""
+        known = set(self.settings) | {"num_experts"}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"unknown expert setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        for key, value in settings.items():
+            if key == "num_experts":
+                if self.num_experts < value:
+                    return False
+            elif key == "model" and isinstance(value, str):
+                if value.lower() != self.settings["model"]:
+                    return False
+            elif self.settings[key] != value:
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return (f"ExpertStore({str(self.out_dir)!r}, model={self.settings['model']!r}, "
+                f"experts={self.num_experts}/{self.manifest['num_experts']}, epochs={self.settings['expert_epochs']})")

@@ -1,0 +1,204 @@
+"""Training expert trajectories for trajectory matching (MTT / FTD / DATM) and snapshot-based methods.
+
+:func:`train_experts` trains ``num_experts`` models on the full training windows and stores every
+expert's parameters after every epoch, the initial ones included (SPEC section 4: DLinear,
+40 experts x 80 epochs, SGD lr 5e-4, momentum 0.9, batch 64; FTD: SAM with rho 0.05), into the
+layout of :mod:`ddtime.driver.experts.store`. Expert ``i`` uses seed ``seed + i`` for its
+initialisation and its shuffling order. The manifest is rewritten after each expert, so a
+killed run resumes at the next unfinished expert; the directory is locked against a second process.
+
+Parallel: under ``torchrun`` (``torch.distributed`` initialised), rank r trains the experts
+i with ``i % world_size == r``; rank 0 writes the manifest after a final barrier.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save as safetensors_bytes
+from tqdm.auto import tqdm
+
+from ddtime.driver.atomic import atomic_write_bytes
+from ddtime.driver.experts.store import (EXPERT_OPTIMIZERS, FORMAT_VERSION, MANIFEST, ExpertStore, expert_file,
+                                         expert_settings, read_manifest, scan_experts, settings_hash, write_manifest)
+from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_params
+from ddtime.driver.training import DEFAULT_LR, evaluate, train_stacked
+
+__all__ = ["train_experts", "ExpertDirectoryBusy", "dist_rank_world"]
+
+
+def dist_rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path, *, enabled: bool = True):
+    """Hold ``out_dir/.lock`` (an exclusive ``flock``) while training, so that two processes cannot
+    write experts into one directory; the second is refused at once. The ranks of one torchrun
+    job share the directory by design (``enabled=False``)."""
+    if not enabled:
+        yield
+        return
+    with open(out_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExpertDirectoryBusy(f"{out_dir}: another process is training experts into this directory "
+                                      "(its .lock is held); wait for it to finish or choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ExpertDirectoryBusy(RuntimeError):
+    """Another process holds the expert directory's lock."""
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def train_experts(
+    data,
+    *,
+    model: str = "dlinear",
+    num_experts: int = 40,
+    expert_epochs: int = 80,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+    momentum: float = 0.9,
+    batch_size: int = 64,
+    rho: float = 0.05,
+    model_kwargs: dict | None = None,
+    out_dir,
+    device="cpu",
+    seed: int = 0,
+    quiet: bool = False,
+    on_expert_end=None,
+    group_size: int = 20,
+) -> ExpertStore:
+    """Train (or resume) ``num_experts`` experts of ``model`` on ``data`` into ``out_dir``.
+
+    Experts are trained on ``data.windows("train")`` for exactly ``expert_epochs`` epochs at a
+    constant learning rate (no early stopping); test MSE/MAE of the final parameters go to the
+    manifest. Already stored experts of the same settings are kept; a manifest with other
+    settings raises ``ValueError``. ``on_expert_end(i, entry)`` runs after expert ``i`` is
+    stored. Under an initialised ``torch.distributed`` group the experts are split by rank.
+    ``group_size`` experts are trained at once, in lockstep (:func:`ddtime.driver.training.lockstep.train_stacked`:
+    the same batches and steps as one ``train_model`` run each, about 10x faster for small models);
+    a killed run loses at most the group in progress.
+    """
+    if not isinstance(model, str) or model.lower() not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    if optimizer not in EXPERT_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(EXPERT_OPTIMIZERS)} for experts, got {optimizer!r}")
+    _check_int("num_experts", num_experts, 1)
+    _check_int("expert_epochs", expert_epochs, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, 0)
+    _check_int("group_size", group_size, 1)
+    lr = DEFAULT_LR[optimizer] if lr is None else lr
+    settings = expert_settings(data, model=model, model_kwargs=model_kwargs, expert_epochs=expert_epochs,
+                               optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, rho=rho,
+                               seed=seed)
+    digest = settings_hash(settings)
+    rank, world = dist_rank_world()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir, enabled=world == 1):
+        manifest_path = out_dir / MANIFEST
+
+        if manifest_path.exists():
+            old = read_manifest(manifest_path)
+            if old["settings_hash"] != digest:
+                differ = sorted(k for k in set(old["settings"]) | set(settings)
+                                if old["settings"].get(k) != settings.get(k))
+                raise ValueError(f"{manifest_path}: experts stored here were trained with other settings "
+                                 f"(differ in: {', '.join(differ)}); use another out_dir or the same settings")
+            num_target = max(num_experts, old["num_experts"])
+        else:
+            num_target = num_experts
+        done = scan_experts(out_dir, settings, digest)
+
+        def manifest() -> dict:
+            return {"format": FORMAT_VERSION, "settings": settings, "settings_hash": digest,
+                    "num_experts": num_target, "experts": [done[i] for i in sorted(done)]}
+
+        if world > 1:
+            _barrier()  # every rank has read the old manifest before rank 0 rewrites it
+        if rank == 0:
+            write_manifest(manifest_path, manifest())
+
+        if world > 1 and str(device).startswith("cuda"):
+            device = torch.device("cuda", torch.cuda.current_device())
+        todo = [i for i in range(num_experts) if i % world == rank and i not in done]
+        desc = "experts" if world == 1 else f"experts (rank {rank})"
+        bar = tqdm(total=len(todo) * expert_epochs, desc=f"{desc} (epochs)", disable=quiet)
+        test_windows = data.windows("test", stride=1)
+        val_windows = data.windows("val", stride=1) if data.val is not None else None
+        probe = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                            **(model_kwargs or {})).to(device)  # evaluates snapshots
+        for first in range(0, len(todo), group_size):
+            chunk = todo[first:first + group_size]
+            nets = [build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+                                seed=seed + i, **(model_kwargs or {})) for i in chunk]
+            snapshots = [[flat_params(net).cpu()] for net in nets]
+            val_mse: list[list[float]] = [[] for _ in chunk]
+
+            def record(_epoch, flats, snapshots=snapshots, val_mse=val_mse, n=len(chunk)):
+                for trajectory, scores, flat in zip(snapshots, val_mse, flats):
+                    trajectory.append(flat)
+                    if val_windows is not None:
+                        scores.append(evaluate(assign_flat_params(probe, flat), val_windows, seq_len=data.seq_len,
+                                               device=device)["mse"])
+                bar.update(n)
+
+            losses = train_stacked(nets, data, seeds=[seed + i for i in chunk], optimizer=optimizer, lr=lr,
+                                   epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho,
+                                   device=device, on_epoch_end=record)
+            for i, net, trajectory, loss, scores in zip(chunk, nets, snapshots, losses, val_mse):
+                trajectory = torch.stack(trajectory).float()
+                if not torch.isfinite(trajectory).all():
+                    raise RuntimeError(f"expert {i} diverged (non-finite parameters); lower lr (got {lr})")
+                test = evaluate(net, test_windows, seq_len=data.seq_len, device=device)
+                best = 1 + min(range(len(scores)), key=scores.__getitem__) if scores else expert_epochs
+                teacher = test if best == expert_epochs else evaluate(assign_flat_params(probe, trajectory[best]),
+                                                                      test_windows, seq_len=data.seq_len, device=device)
+                entry = {"index": i, "file": expert_file(i), "seed": seed + i, "test_mse": test["mse"],
+                         "test_mae": test["mae"], "train_loss": loss[-1], "teacher_epoch": best,
+                         "teacher_test_mse": teacher["mse"]}
+                meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i),
+                        "test_mse": repr(entry["test_mse"]), "test_mae": repr(entry["test_mae"]),
+                        "train_loss": repr(entry["train_loss"]), "teacher_epoch": str(best),
+                        "teacher_test_mse": repr(entry["teacher_test_mse"])}
+                payload = safetensors_bytes({"trajectory": trajectory}, metadata=meta)
+                atomic_write_bytes(out_dir / entry["file"], payload)
+                done[i] = entry
+                if world == 1:
+                    write_manifest(manifest_path, manifest())
+                if on_expert_end is not None:
+                    on_expert_end(i, entry)
+        bar.close()
+
+        if world > 1:
+            _barrier()
+            if rank == 0:
+                done = scan_experts(out_dir, settings, digest)
+                write_manifest(manifest_path, manifest())
+            _barrier()
+    return ExpertStore(out_dir)

@@ -1,0 +1,186 @@
+"""The comparison grid: base methods x {base, +condtsf, +ddtime, +both} on one dataset, and its tables.
+
+Every cell is one :func:`~ddtime.driver.pipeline.run_distillation` (``OUT/<method>-<variant>/``)
+with the same seed, experts (shared: one store per expert optimiser), student recipe and
+references (full-data model and a random real subset of the same size, computed once per
+architecture). Tables: ``OUT/compare.csv`` and ``OUT/compare.md`` with, per cell, the test MSE/MAE
+(mean and std over the students) and the relative gain over the method's base run,
+``(MSE_base - MSE_with) / MSE_base``, and its average per variant. ``resume`` reuses finished
+cells (their ``results.json``) and resumes an interrupted one from its checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import pathlib
+import statistics
+import time
+from typing import Any, Sequence
+
+from ddtime.driver.atomic import atomic_write_bytes
+from ddtime.driver.distill import CondTSFUpdate, DDTimeTerms, DistillConfig, build_method
+from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings, experts_for, run_distillation
+
+__all__ = ["VARIANTS", "VARIANT_LABELS", "run_grid", "relative_gain", "accepted_options", "variant_config",
+           "markdown_table", "average_gains", "write_tables"]
+
+VARIANTS = {"base": (False, False), "condtsf": (True, False), "ddtime": (False, True), "both": (True, True)}
+VARIANT_LABELS = {"base": "base", "condtsf": "+CondTSF", "ddtime": "+DDTime", "both": "+CondTSF+DDTime"}
+COLUMNS = ["dataset", "protocol", "seq_len", "pred_len", "method", "variant", "test_mse", "test_mse_std", "test_mae",
+           "test_mae_std", "gain_mse", "random_subset_test_mse", "full_data_test_mse", "best_iteration", "seconds"]
+
+
+def relative_gain(base_mse: float, with_mse: float) -> float:
+    """``(MSE_base - MSE_with) / MSE_base`` (positive = the addition helps)."""
+    if not base_mse > 0:
+        raise ValueError(f"base_mse: expected a positive MSE, got {base_mse!r}")
+    return (base_mse - with_mse) / base_mse
+
+
+def accepted_options(method: str, options: dict[str, Any], all_methods: Sequence[str]) -> dict[str, Any]:
+    """The entries of ``options`` that ``method`` accepts; an option that no method of
+    ``all_methods`` accepts, or a bad value, raises ``ValueError`` naming it."""
+    def accepts(name: str, key: str) -> bool:
+        try:
+            build_method(name, **{key: options[key]})
+        except TypeError:
+            return False
+        except ValueError as exc:
+            raise ValueError(f"method_options: {exc}") from None
+        return True
+
+    for key in options:
+        if not any(accepts(m, key) for m in all_methods):
+            raise ValueError(f"method_options: no method of {list(all_methods)} accepts {key!r}")
+    return {k: v for k, v in options.items() if accepts(method, k)}
+
+
+def variant_config(base: DistillConfig, variant: str, *, method: str, method_options: dict[str, Any],
+                   condtsf: CondTSFUpdate = CondTSFUpdate(), ddtime: DDTimeTerms = DDTimeTerms()) -> DistillConfig:
+    """``base`` for one cell: ``method`` with its options, and the variant's CondTSF update / DDTime terms."""
+    with_condtsf, with_ddtime = VARIANTS[variant]
+    return dataclasses.replace(base, method=method, method_options=method_options,
+                               condtsf=condtsf if with_condtsf else None, ddtime=ddtime if with_ddtime else None)
+
+
+def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Sequence[str], out_dir,
+             experts: ExpertSettings, evaluation: EvaluationConfig = EvaluationConfig(),
+             method_options: dict[str, Any] | None = None, method_defaults: dict[str, dict] | None = None,
+             condtsf: CondTSFUpdate = CondTSFUpdate(), ddtime: DDTimeTerms = DDTimeTerms(), resume: bool = False,
+             data_arg: str = "", quiet: bool = True) -> list[dict[str, Any]]:
+    """Run every (method, variant) cell of ``base``; returns the table rows.
+
+    method_options: options for the methods, each going to the methods that accept it;
+    method_defaults: ``{method: options}`` below them (a preset's); condtsf / ddtime: the
+    settings of the variants that switch them on.
+    """
+    out_dir = pathlib.Path(out_dir)
+    cache: dict = {}
+    stores: dict[str, Any] = {}
+    rows = []
+    for method_name in methods:
+        options = accepted_options(method_name, dict(method_options or {}), methods)
+        base_mse = None
+        for variant in variants:
+            config = variant_config(base, variant, method=method_name, condtsf=condtsf, ddtime=ddtime,
+                                    method_options={**(method_defaults or {}).get(method_name, {}), **options})
+            method = config.build_method()
+            cell = out_dir / f"{method_name}-{variant}"
+            results_path = cell / "results.json"
+            results = None
+            if resume and results_path.exists():
+                saved = json.loads(results_path.read_text())
+                wanted = {k: v for k, v in config.to_dict().items() if k != "quiet"}
+                if {k: v for k, v in saved["settings"].items() if k in wanted} == wanted:
+                    results = saved
+            if results is None:
+                t0 = time.perf_counter()
+                store = None
+                if method.requires_experts or config.needs_teacher:
+                    if method.expert_optimizer not in stores:
+                        stores[method.expert_optimizer] = experts_for(data, config, method, experts, quiet=quiet)
+                    store = stores[method.expert_optimizer]
+                results = run_distillation(data, config, experts=store, out_dir=cell, evaluation=evaluation,
+                                           resume=resume, reference_cache=cache, data_arg=data_arg,
+                                           expert_seconds=time.perf_counter() - t0)
+            if variant == "base":
+                base_mse = results["test_mse"]
+            rows.append({
+                "dataset": data.name, "protocol": data.protocol, "seq_len": data.seq_len, "pred_len": data.pred_len,
+                "method": method_name, "variant": variant, "test_mse": results["test_mse"],
+                "test_mse_std": results["test_mse_std"], "test_mae": results["test_mae"],
+                "test_mae_std": results["test_mae_std"],
+                "gain_mse": relative_gain(base_mse, results["test_mse"]) if base_mse is not None else None,
+                "random_subset_test_mse": results["random_subset_test_mse"],
+                "full_data_test_mse": results["full_data_test_mse"], "best_iteration": results["best_iteration"],
+                "seconds": results["seconds"],
+            })
+            if not quiet:
+                print(f"  {data.name} {method_name} {VARIANT_LABELS[variant]}: MSE {results['test_mse']:.4f}")
+    return rows
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _gain(row: dict[str, Any]) -> str:
+    if row["gain_mse"] is None or row["variant"] == "base":
+        return "-"
+    return f"{100 * row['gain_mse']:+.1f}%"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], *, title: str, note: str = "") -> str:
+    """Markdown of the rows: one line per cell, then the average gain per variant."""
+    out = [f"# {title}", ""]
+    if note:
+        out += [note, ""]
+    out += ["| dataset | protocol | horizon | method | variant | test MSE | test MAE | gain vs base (MSE) "
+            "| random subset MSE | full data MSE |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['dataset']} | {r['protocol']} | {r['seq_len']}->{r['pred_len']} | {r['method']} "
+                   f"| {VARIANT_LABELS[r['variant']]} | {_fmt(r['test_mse'])} ± {_fmt(r['test_mse_std'])} "
+                   f"| {_fmt(r['test_mae'])} ± {_fmt(r['test_mae_std'])} "
+                   f"| {_gain(r)} "
+                   f"| {_fmt(r['random_subset_test_mse'])} | {_fmt(r['full_data_test_mse'])} |")
+    averages = average_gains(rows)
+    if averages:
+        out += ["", "Average relative gain over the base method (MSE):", "",
+                "| variant | cells | mean gain |", "|---|---|---|"]
+        for variant, (count, mean) in averages.items():
+            out.append(f"| {VARIANT_LABELS[variant]} | {count} | {100 * mean:+.2f}% |")
+    return "\n".join(out) + "\n"
+
+
+def average_gains(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[int, float]]:
+    """``{variant: (number of cells, mean relative gain)}`` over the non-base variants."""
+    result = {}
+    for variant in VARIANTS:
+        if variant == "base":
+            continue
+        gains = [r["gain_mse"] for r in rows if r["variant"] == variant and r["gain_mse"] is not None]
+        if gains:
+            result[variant] = (len(gains), statistics.fmean(gains))
+    return result
+
+
+def write_tables(rows: Sequence[dict[str, Any]], out_dir, *, stem: str = "compare", title: str = "ddtime compare",
+                 note: str = "") -> tuple[pathlib.Path, pathlib.Path]:
+    """Write ``stem.csv`` and ``stem.md`` into ``out_dir``; returns their paths."""
+    from ddtime.driver.atomic import atomic_write_bytes
+
+    out_dir = pathlib.Path(out_dir)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+    csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+    atomic_write_bytes(csv_path, buffer.getvalue().encode())
+    atomic_write_bytes(md_path, markdown_table(rows, title=title, note=note).encode())
+    return csv_path, md_path
