@@ -79,6 +79,35 @@ def test_options_run(method, representation, condtsf, ddtime_on, data, experts, 
     assert result.windows.shape[1:] == (data.n_channels, SEQ + PRED)
 
 
+def test_config_holds_the_update_and_the_terms_and_keeps_the_flat_record():
+    config = DistillConfig(method="datm", condtsf=CondTSFUpdate(beta=0.05), ddtime=DDTimeTerms(alpha=0.3))
+    record = config.to_dict()
+    assert (record["condtsf"], record["condtsf_beta"], record["condtsf_gap"], record["condtsf_series_write"]) == \
+        (True, 0.05, 3, "sequential")
+    assert (record["ddtime"], record["alpha"], record["lambda_val"], record["lambda_is"], record["tau"]) == \
+        (True, 0.3, 1.0, 0.6, 1.0)
+    off = DistillConfig().to_dict()
+    assert off["condtsf"] is False and off["ddtime"] is False and off["alpha"] == 0.8 and off["condtsf_beta"] == 0.01
+    assert set(off) == set(record) and not DistillConfig().needs_teacher and config.needs_teacher
+    with pytest.raises(TypeError, match="ddtime"):
+        DistillConfig(ddtime=True)
+    with pytest.raises(TypeError, match="condtsf"):
+        DistillConfig(condtsf=0.01)
+    with pytest.raises(ValueError, match="representation"):
+        DistillConfig(representation="image")
+
+
+def test_build_method_checks_options_and_the_unrolled_student():
+    assert {name for name, cls in METHODS.items() if cls.has_unrolled_student} == {"mtt", "ftd", "datm"}
+    student = DDTimeTerms(student_side="student")
+    assert DistillConfig(method="ftd", ddtime=student).build_method().has_unrolled_student
+    for method in ("dm", "tgdd"):
+        with pytest.raises(ValueError, match="student_side.*unrolled student"):
+            DistillConfig(method=method, ddtime=student).build_method()
+    with pytest.raises(ValueError, match="method_options.*bogus"):
+        DistillConfig(method="mtt", method_options={"bogus": 1}).build_method()
+
+
 def test_condtsf_protocol_and_student_side(condtsf_data, condtsf_experts):
     config = _config("datm", ddtime=True, condtsf=True, student_side="student", iterations=4,
                      representation="series", samples=14)

@@ -101,3 +101,24 @@ def test_condtsf_full_data_reference_is_the_experts_final_models(condtsf_data, t
     ref = experts_reference(store)
     assert ref["test_mse"] == pytest.approx(sum(e["test_mse"] for e in store.entries) / 2)
     assert len(ref["runs"]) == 2
+
+
+def test_references_are_shared_through_the_cache_and_come_from_the_experts_under_condtsf(condtsf_data, tmp_path):
+    from ddtime.driver.evaluation import experts_reference
+    from ddtime.driver.experts import train_experts
+
+    recipe = student_recipe("condtsf", epochs=2)
+    windows = random_subset(condtsf_data, 6, seed=0)
+    stores = [train_experts(condtsf_data, num_experts=1, expert_epochs=2, optimizer=opt, out_dir=tmp_path / opt,
+                            quiet=True) for opt in ("sgd", "sam")]
+    cache: dict = {}
+    kw = dict(num_students=1, recipe=recipe, reference_cache=cache)
+    sgd = evaluate_synthetic(windows, condtsf_data, experts=stores[0], **kw)["dlinear"]
+    assert sgd["full_data"] == experts_reference(stores[0]) and len(cache) == 1
+    again = evaluate_synthetic(windows + 1.0, condtsf_data, experts=stores[0], **kw)["dlinear"]
+    assert len(cache) == 1 and again["random_subset"] is sgd["random_subset"]  # same subset: reused
+    assert again["synthetic"] != sgd["synthetic"]
+    sam = evaluate_synthetic(windows, condtsf_data, experts=stores[1], **kw)["dlinear"]
+    assert len(cache) == 2 and sam["full_data"] == experts_reference(stores[1]) != sgd["full_data"]
+    other_subset = evaluate_synthetic(windows, condtsf_data, experts=stores[0], subset=windows[:3], **kw)
+    assert len(cache) == 3 and other_subset["dlinear"]["full_data"] == sgd["full_data"]

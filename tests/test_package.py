@@ -1,4 +1,5 @@
 """Packaging: the build's source list, the light top-level import, the build report."""
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_import_is_light():
     # tqdm is left out: `import torch` itself loads it.
     code = (
         "import sys, ddtime; heavy = [m for m in ('pandas', 'matplotlib', 'safetensors', "
-        "'sklearn', 'ddtime.driver.data', 'ddtime.driver.distill') if m in sys.modules]; print(heavy)"
+        "'sklearn', 'ddtime.driver') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
@@ -68,3 +69,15 @@ def test_version_has_one_source():
     from importlib.metadata import version
 
     assert version("ddtime") == ddtime.__version__
+
+
+def test_loss_library_never_imports_the_driver():
+    """The top level of ddtime/ is the loss library; nothing in it names ddtime.driver (__main__, the
+    ``python -m ddtime`` entry of the command line, is the one bridge)."""
+    for path in sorted((ROOT / "ddtime").glob("*.py")):
+        if path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("ddtime.driver") for n in names), f"{path.name} imports {names}"
