@@ -129,7 +129,8 @@ def test_full_and_partial_blocks(shape, dtype, device):
     modulus, phase = ops.frequency_alignment_bins(x, y, x.dim() - 1)
     spectrum = torch.fft.rfft((x - y).double(), dim=-1)
     assert_rel_close(modulus, spectrum.abs(), rtol, "modulus")
-    assert_rel_close(torch.view_as_complex(phase.double()) * modulus.double(), spectrum, TOL["phase"][dtype][0], "phase")
+    phase_rtol = TOL["phase"][dtype][0]
+    assert_rel_close(torch.view_as_complex(phase.double()) * modulus.double(), spectrum, phase_rtol, "phase")
     gm = torch.randn(modulus.shape, generator=gen(1), dtype=dtype).to(device)
     back = ops.frequency_alignment_bins_backward(gm, phase, x.dim() - 1, x.shape[-1])
     leaf = x.double().requires_grad_()
@@ -375,20 +376,24 @@ def test_fuzz_against_reference(device, sizes, length, position, alpha, reductio
 
 
 # ---- argument errors ------------------------------------------------------------------------------
+def _r(device, *shape):
+    return torch.randn(shape, device=device)
+
+
 def _x(device):
-    return torch.randn(2, 3, 8, device=device)
+    return _r(device, 2, 3, 8)
 
 
 @pytest.mark.parametrize(
     "call, error, pattern",
     [
-        (lambda d: ddtime.value_loss(torch.tensor(1.0, device=d), torch.tensor(1.0, device=d)), ValueError, "student must have at least 1"),
-        (lambda d: ddtime.value_loss(_x(d), torch.randn(2, 3, 9, device=d)), ValueError, "teacher must have the shape"),
+        (lambda d: ddtime.value_loss(_r(d), _r(d)), ValueError, "student must have at least 1"),
+        (lambda d: ddtime.value_loss(_x(d), _r(d, 2, 3, 9)), ValueError, "teacher must have the shape"),
         (lambda d: ddtime.value_loss(_x(d).int(), _x(d).int()), TypeError, "student must be float16"),
         (lambda d: ddtime.value_loss(_x(d), _x(d).double()), TypeError, "teacher must have the dtype"),
         (lambda d: ddtime.value_loss(_x(d).to(torch.complex64), _x(d)), TypeError, "student must be float16"),
         (lambda d: ddtime.value_loss(_x(d), _x(d).to("meta")), ValueError, "teacher must be on the device"),
-        (lambda d: ddtime.value_loss(torch.empty(0, 8, device=d), torch.empty(0, 8, device=d)), ValueError, "student must not be empty"),
+        (lambda d: ddtime.value_loss(_r(d, 0, 8), _r(d, 0, 8)), ValueError, "student must not be empty"),
         (lambda d: ddtime.value_loss(_x(d), _x(d), alpha=1.5), ValueError, "alpha must be in"),
         (lambda d: ddtime.value_loss(_x(d), _x(d), alpha=-0.1), ValueError, "alpha must be in"),
         (lambda d: ddtime.value_loss(_x(d), _x(d), alpha="0.5"), TypeError, "alpha must be a float"),
@@ -401,15 +406,15 @@ def _x(device):
         (lambda d: ddtime.frequency_alignment_loss(_x(d), _x(d), reduction=None), ValueError, "reduction must be"),
         (lambda d: ddtime.frequency_alignment_loss(_x(d), [1.0]), TypeError, "target must be a torch.Tensor"),
         # direct operator calls are checked in C++ as well (csrc/checks.h), with the same error types
-        (lambda d: ops.value_loss_fused(_x(d), torch.randn(2, 3, 9, device=d), 0.8, 2, True), ValueError, "target must have the shape"),
+        (lambda d: ops.value_loss_fused(_x(d), _r(d, 2, 3, 9), 0.8, 2, True), ValueError, "target must have the shape"),
         (lambda d: ops.value_loss_fused(_x(d), _x(d), 2.0, 2, True), ValueError, "alpha must be in"),
         (lambda d: ops.value_loss_fused(_x(d), _x(d), 0.8, 3, True), ValueError, "dim must be in"),
         (lambda d: ops.value_loss_fused(_x(d), _x(d).double(), 0.8, 2, True), TypeError, "target must have the dtype"),
         (lambda d: ops.value_loss_fused(_x(d).int(), _x(d).int(), 0.8, 2, True), TypeError, "input must be float16"),
-        (lambda d: ops.value_loss_backward(torch.randn(2, 4, device=d), torch.randn(2, 3, 8, device=d), 2), ValueError, "grad_rows must"),
-        (lambda d: ops.frequency_alignment_bins_backward(torch.randn(2, 5, device=d), torch.randn(2, 5, 2, device=d), 1, 10), ValueError,
+        (lambda d: ops.value_loss_backward(_r(d, 2, 4), _r(d, 2, 3, 8), 2), ValueError, "grad_rows must"),
+        (lambda d: ops.frequency_alignment_bins_backward(_r(d, 2, 5), _r(d, 2, 5, 2), 1, 10), ValueError,
          "grad_modulus.size"),
-        (lambda d: ops.frequency_alignment_bins_backward(torch.randn(2, 5, device=d), torch.randn(2, 5, device=d), 1, 8), ValueError,
+        (lambda d: ops.frequency_alignment_bins_backward(_r(d, 2, 5), _r(d, 2, 5), 1, 8), ValueError,
          "phase must have shape"),
     ],
 )
