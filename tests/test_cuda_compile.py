@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tolerances import EMULATOR_TOL
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_SRC = ROOT / "csrc" / "cuda"
@@ -110,8 +111,6 @@ def _rel(a, b):
 
 
 TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "f64": torch.float64}
-# max |error| / max |reference| of opmath results and of results stored in the input dtype
-TOLERANCE = {"f64": (1e-12, 1e-12), "f32": (2e-6, 2e-6), "f16": (2e-6, 2e-3), "bf16": (2e-6, 1e-2)}
 
 
 def _rounded(a, dtype):
@@ -164,7 +163,7 @@ def _check_value_case(exe, tmp_path, case, dtype, seed):
         y[0, :, 0] = x[0, :, 0]  # one all-zero series: every bin takes the zero subgradient
     alpha = 0.7
     rows, grad, spec = _value_reference(x, y, alpha)
-    tol_op, tol_io = TOLERANCE[dtype]
+    tol_op, tol_io = EMULATOR_TOL[dtype]
     args = [dtype, outer, H, inner, time_contig, alpha, tile, threads, grid]
     out = _emulate(exe, ["value", *args], [x, y], tmp_path)
     nser = outer * inner
@@ -236,7 +235,7 @@ def _check_isib_case(exe, tmp_path, case, dtype, seed):
     rng = np.random.default_rng(seed)
     x = _rounded(2.0 * rng.standard_normal((S, N, L)), dtype)
     xt, d, loss = _isib_reference(x, tau)
-    tol_op, tol_io = TOLERANCE[dtype]
+    tol_op, tol_io = EMULATOR_TOL[dtype]
     args = [dtype, S, N, L, tau, sms]
     out = _emulate(exe, ["fwd", *args], [x], tmp_path)
     D = out[: S * S].reshape(S, S)

@@ -54,7 +54,7 @@ TORCH_ERROR_FACTOR = 2  # float32 ISIB loss and gradients: rtol + 2 x PyTorch's 
 
 # Host emulator of the CUDA kernels (tests/test_cuda_compile.py), by kernel dtype name: max |error| /
 # max |reference| of results in the accumulation dtype and of results stored in the input dtype.
-EMULATOR = {"f64": (1e-12, 1e-12), "f32": (2e-6, 2e-6), "f16": (2e-6, 2e-3), "bf16": (2e-6, 1e-2)}
+EMULATOR_TOL = {"f64": (1e-12, 1e-12), "f32": (2e-6, 2e-6), "f16": (2e-6, 2e-3), "bf16": (2e-6, 1e-2)}
 
 # Every kernel test that takes `device` runs on each of these.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and _ops.cuda_version() >= 0 else [])
