@@ -69,7 +69,7 @@ std::vector<int64_t> with_size(at::IntArrayRef sizes, int64_t dim, int64_t size)
 
 at::Tensor workspace_for(k::SeriesShape shape, const at::Tensor& like) {
   TORCH_CHECK_VALUE(shape.length <= (int64_t{1} << 28), "ddtime: the time axis may hold at most 2^28 samples, got ",
-              shape.length);
+                    shape.length);
   size_t bytes = 0;
   C10_CUDA_CHECK(k::value_loss_workspace_bytes(shape, at::elementSize(opmath_type(like.scalar_type())), &bytes));
   return bytes > 0 ? at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte)) : at::Tensor();
