@@ -7,6 +7,9 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <string>
+#include <string_view>
+
 #ifndef DDTIME_CUDA_VERSION
 #define DDTIME_CUDA_VERSION -1
 #endif
@@ -17,19 +20,29 @@ int64_t cuda_version() { return DDTIME_CUDA_VERSION; }
 
 }  // namespace ddtime
 
+namespace {
+
+// Schemas of the kernel ops, the one list of them: the CUDA error kernels below and ddtime/info.py
+// (through the dispatcher) take the op names from here.
+constexpr const char* kOpSchemas[] = {
+    // rows: input.shape without dim (opmath dtype); grad: d rows / d input, or empty when !compute_grad.
+    "value_loss_fused(Tensor input, Tensor target, float alpha, int dim, bool compute_grad) -> (Tensor, Tensor)",
+    "value_loss_backward(Tensor grad_rows, Tensor grad, int dim) -> Tensor",
+    // modulus: |rfft(input - target)| with dim of size F; phase: unit (cos, sin), shape modulus.shape + (2,).
+    "frequency_alignment_bins(Tensor input, Tensor target, int dim) -> (Tensor, Tensor)",
+    "frequency_alignment_bins_backward(Tensor grad_modulus, Tensor phase, int dim, int length) -> Tensor",
+    // x: [S, N, L]; returns D: [S, S].
+    "pairwise_symmetric_kl(Tensor x, float tau) -> Tensor",
+    "pairwise_symmetric_kl_backward(Tensor grad_D, Tensor x, float tau) -> Tensor",
+    // returns (loss, D): loss = mean_{i<j} exp(-D_ij).
+    "isib_loss(Tensor x, float tau) -> (Tensor, Tensor)",
+    "isib_loss_backward(Tensor grad_loss, Tensor D, Tensor x, float tau) -> Tensor",
+};
+
+}  // namespace
+
 TORCH_LIBRARY(ddtime, m) {
-  // rows: input.shape without dim (opmath dtype); grad: d rows / d input, or empty when !compute_grad.
-  m.def("value_loss_fused(Tensor input, Tensor target, float alpha, int dim, bool compute_grad) -> (Tensor, Tensor)");
-  m.def("value_loss_backward(Tensor grad_rows, Tensor grad, int dim) -> Tensor");
-  // modulus: |rfft(input - target)| with dim of size F; phase: unit (cos, sin), shape modulus.shape + (2,).
-  m.def("frequency_alignment_bins(Tensor input, Tensor target, int dim) -> (Tensor, Tensor)");
-  m.def("frequency_alignment_bins_backward(Tensor grad_modulus, Tensor phase, int dim, int length) -> Tensor");
-  // x: [S, N, L]; returns D: [S, S].
-  m.def("pairwise_symmetric_kl(Tensor x, float tau) -> Tensor");
-  m.def("pairwise_symmetric_kl_backward(Tensor grad_D, Tensor x, float tau) -> Tensor");
-  // returns (loss, D): loss = mean_{i<j} exp(-D_ij).
-  m.def("isib_loss(Tensor x, float tau) -> (Tensor, Tensor)");
-  m.def("isib_loss_backward(Tensor grad_loss, Tensor D, Tensor x, float tau) -> Tensor");
+  for (const char* schema : kOpSchemas) m.def(schema);
   m.def("cuda_version() -> int", &ddtime::cuda_version);
 }
 
@@ -46,10 +59,9 @@ void cuda_not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddtime, CUDA, m) {
-  for (const char* name : {"value_loss_fused", "value_loss_backward", "frequency_alignment_bins",
-                           "frequency_alignment_bins_backward", "pairwise_symmetric_kl",
-                           "pairwise_symmetric_kl_backward", "isib_loss", "isib_loss_backward"}) {
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
+  for (const std::string_view schema : kOpSchemas) {
+    const std::string name(schema.substr(0, schema.find('(')));
+    m.impl(name.c_str(), torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
   }
 }
 #endif

@@ -7,16 +7,16 @@ import torch
 import ddtime
 from ddtime import _ops
 
-OPS = (
-    "value_loss_fused",
-    "value_loss_backward",
-    "frequency_alignment_bins",
-    "frequency_alignment_bins_backward",
-    "pairwise_symmetric_kl",
-    "pairwise_symmetric_kl_backward",
-    "isib_loss",
-    "isib_loss_backward",
-)
+
+def _kernel_ops() -> tuple:
+    """The ``ddtime::`` ops registered from csrc/ddtime.cpp's schema list, sorted; ``cuda_version``
+    (a plain function, CompositeImplicitAutograd) is left out."""
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("ddtime::")]
+    return tuple(sorted(n.removeprefix("ddtime::") for n in names if not has(n, "CompositeImplicitAutograd")))
+
+
+OPS = _kernel_ops()
 
 
 def kernels(op: str) -> dict:

@@ -1,6 +1,8 @@
-"""Fixtures shared by the driver tests: one torch thread, the generated dataset, tiny experts."""
+"""Fixtures shared by the tests: the kernel tests' device, one torch thread, the generated dataset,
+tiny experts."""
 import pytest
 import torch
+from tolerances import DEVICES
 
 SEQ, PRED = 24, 12
 
@@ -12,6 +14,12 @@ def _private_cache(tmp_path_factory):
     mp.setenv("DDTIME_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each kernel test that takes it runs on the CPU and, where built and present, on CUDA."""
+    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 emulator runs their block programs against float64 references.
 
 The kernels in csrc/cuda/*_kernel.cu are block programs written against an execution context
-(csrc/cuda/kernel_common.cuh). The emulator below supplies a host context -- one std::thread per
-CUDA thread, std::barrier for __syncthreads and for the warp shuffles, shared memory pre-filled
-with NaN and fenced by a canary -- and runs the identical code on the CPU. It checks the FFT
+(csrc/cuda/kernel_common.cuh). The emulator (tests/cuda_emulator/) supplies a host context -- one
+std::thread per CUDA thread, std::barrier for __syncthreads and for the warp shuffles, shared
+memory pre-filled with NaN and fenced by a canary -- and runs the identical code on the CPU. It checks the FFT
 plans, the real-FFT packing, the layouts, the split/tile bookkeeping and the reductions; it cannot
 check what only hardware shows (timing, memory coalescing, the CUDA math library, launch limits),
 which tests/test_cuda_ops.py covers on a GPU.
@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tolerances import EMULATOR_TOL
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_SRC = ROOT / "csrc" / "cuda"
 KERNELS = sorted(CUDA_SRC.glob("*_kernel.cu"))
+EMULATOR_SRC = Path(__file__).resolve().parent / "cuda_emulator"  # host_ctx.h, value_emu.cu, isib_emu.cu
 
 
 def _find_nvcc():
@@ -78,301 +80,17 @@ def test_kernel_compiles_for_sm90_without_spills(ptxas_reports, kernel):
 
 
 # ---- host emulator ----------------------------------------------------------------------------
-HOST_CTX = r"""
-#include <barrier>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <memory>
-#include <string>
-#include <thread>
-#include <vector>
-
-struct HostBlock {
-  int nthreads;
-  int64_t bid, nblocks;
-  std::barrier<> block_bar;
-  std::vector<std::unique_ptr<std::barrier<>>> warp_bars;
-  std::vector<double> scratch;
-  HostBlock(int n, int64_t b, int64_t nb) : nthreads(n), bid(b), nblocks(nb), block_bar(n), scratch(n) {
-    for (int w = 0; w < n / 32; ++w) warp_bars.emplace_back(std::make_unique<std::barrier<>>(32));
-  }
-};
-
-struct HostCtx {
-  HostBlock* b;
-  int tid;
-  int thread() const { return tid; }
-  int64_t block() const { return b->bid; }
-  int64_t blocks() const { return b->nblocks; }
-  int lane() const { return tid % 32; }
-  int warp() const { return tid / 32; }
-  int warps() const { return b->nthreads / 32; }
-  void sync() const { b->block_bar.arrive_and_wait(); }
-  template <typename I, class F>
-  void for_each(I n, F&& f) const {
-    for (I i = tid; i < n; i += b->nthreads) f(i);
-  }
-  template <typename R>
-  R* exchange(R v, R* vals) const {  // all 32 lane values of this warp, in lane order
-    R* sc = reinterpret_cast<R*>(b->scratch.data()) + warp() * 32;
-    sc[lane()] = v;
-    b->warp_bars[warp()]->arrive_and_wait();
-    std::memcpy(vals, sc, 32 * sizeof(R));
-    b->warp_bars[warp()]->arrive_and_wait();
-    return vals;
-  }
-  template <typename R>
-  R warp_sum(R v) const {  // the xor butterfly of __shfl_xor_sync, in the same order
-    R vals[32], next[32];
-    exchange(v, vals);
-    for (int off = 16; off > 0; off /= 2) {
-      for (int l = 0; l < 32; ++l) next[l] = vals[l] + vals[l ^ off];
-      std::memcpy(vals, next, sizeof(vals));
-    }
-    return vals[lane()];
-  }
-  template <typename R>
-  R warp_max(R v) const {
-    R vals[32];
-    exchange(v, vals);
-    R m = vals[0];
-    for (int l = 1; l < 32; ++l) m = std::fmax(m, vals[l]);
-    return m;
-  }
-};
-
-// body(ctx, smem) for every block; shared memory starts as NaN and is followed by a canary.
-template <class Body>
-void run_grid(int64_t grid, int threads, size_t smem_bytes, Body body) {
-  constexpr size_t kCanary = 512;
-  const size_t words = (smem_bytes + 7) / 8;
-  std::vector<double> smem(words + kCanary);
-  for (int64_t bid = 0; bid < grid; ++bid) {
-    std::memset(smem.data(), 0xff, words * sizeof(double));
-    std::memset(smem.data() + words, 0x5a, kCanary * sizeof(double));
-    HostBlock blk(threads, bid, grid);
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] { body(HostCtx{&blk, t}, reinterpret_cast<unsigned char*>(smem.data())); });
-    for (auto& th : pool) th.join();
-    const unsigned char* c = reinterpret_cast<const unsigned char*>(smem.data() + words);
-    for (size_t i = 0; i < kCanary * sizeof(double); ++i) {
-      if (c[i] != 0x5a) {
-        std::fprintf(stderr, "shared memory overflow in block %lld\n", static_cast<long long>(bid));
-        std::exit(3);
-      }
-    }
-  }
-}
-
-static std::vector<double> read_doubles(const char* path) {
-  std::vector<double> v;
-  FILE* f = std::fopen(path, "rb");
-  double x;
-  while (f != nullptr && std::fread(&x, sizeof x, 1, f) == 1) v.push_back(x);
-  if (f != nullptr) std::fclose(f);
-  return v;
-}
-
-static void write_doubles(const char* path, const std::vector<double>& v) {
-  FILE* f = std::fopen(path, "wb");
-  std::fwrite(v.data(), sizeof(double), v.size(), f);
-  std::fclose(f);
-}
-"""
-
-VALUE_EMU = r"""
-// value_emu MODE DTYPE OUTER H INNER TIME_CONTIG ALPHA TILE THREADS GRID IN OUT
-//   MODE value | value_nograd | bins | bins_bwd; DTYPE f16 | bf16 | f32 | f64.
-//   IN (float64, logical [outer, H, inner] order): input then target, or for bins_bwd grad_modulus
-//   [outer, F, inner] then phase [outer, F, inner, 2]. TIME_CONTIG=1 stores input and target
-//   physically as [outer, inner, H]. OUT (float64): rows then grad | modulus then phase | grad.
-#include "host_ctx.h"
-#include "value_loss_kernel.cu"
-
-using namespace ddtime::kernels;
-
-template <typename T>
-int run(char** argv) {
-  using R = opmath_t<T>;
-  const std::string mode = argv[1];
-  const int64_t outer = std::atoll(argv[3]), H = std::atoll(argv[4]), inner = std::atoll(argv[5]);
-  const bool time_contig = std::atoi(argv[6]) != 0;
-  const double alpha = std::atof(argv[7]);
-  Config cfg;
-  cfg.tile = std::atoi(argv[8]);
-  cfg.threads = std::atoi(argv[9]);
-  const std::vector<double> in = read_doubles(argv[11]);
-  const int64_t F = H / 2 + 1, n = outer * H * inner, nf = outer * F * inner;
-  SeriesParams<T> p = make_params<T>(SeriesShape{outer, H, inner}, cfg, nullptr);
-  const int64_t grid = std::min<int64_t>(p.num_tiles, std::atoll(argv[10]));
-  const size_t smem = table_bytes<R>(H) + series_bytes<R>(p.M) * cfg.tile;
-  std::vector<T> a, b, out;
-  std::vector<R> rows, phase;
-  std::vector<double> result;
-  if (mode == "bins_bwd") {
-    for (int64_t e = 0; e < nf; ++e) a.push_back(detail::from_op<T>(static_cast<R>(in[e])));
-    for (int64_t e = 0; e < 2 * nf; ++e) phase.push_back(static_cast<R>(in[nf + e]));
-    out.resize(n);
-    p.a = a.data();
-    p.sa = Strides3{F * inner, inner, 1};
-    p.phase_in = phase.data();
-    p.out = out.data();
-    run_grid(grid, cfg.threads, smem, [&](const HostCtx& c, unsigned char* s) { series_block<Mode::kBinsBackward>(c, p, s); });
-    for (auto v : out) result.push_back(detail::to_op(v));
-  } else {
-    a.resize(n);
-    b.resize(n);
-    const Strides3 st = time_contig ? Strides3{H * inner, 1, H} : Strides3{H * inner, inner, 1};
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t t = 0; t < H; ++t)
-        for (int64_t i = 0; i < inner; ++i) {
-          const int64_t logical = (o * H + t) * inner + i, phys = o * st.outer + t * st.length + i * st.inner;
-          a[phys] = detail::from_op<T>(static_cast<R>(in[logical]));
-          b[phys] = detail::from_op<T>(static_cast<R>(in[n + logical]));
-        }
-    p.a = a.data();
-    p.b = b.data();
-    p.sa = p.sb = st;
-    p.load_time_major = st.length != 1;
-    if (mode == "bins") {
-      out.resize(nf);
-      phase.resize(2 * nf);
-      p.out = out.data();
-      p.phase_out = phase.data();
-      run_grid(grid, cfg.threads, smem, [&](const HostCtx& c, unsigned char* s) { series_block<Mode::kBins>(c, p, s); });
-      for (auto v : out) result.push_back(detail::to_op(v));
-      for (auto v : phase) result.push_back(v);
-    } else {
-      rows.resize(outer * inner);
-      p.rows = rows.data();
-      p.alpha_over_F = static_cast<R>(alpha / p.F);
-      p.mse_scale = static_cast<R>((1.0 - alpha) / p.H);
-      p.grad_mse_scale = static_cast<R>(2.0 * (1.0 - alpha) / p.H);
-      if (mode == "value") {
-        out.resize(n);
-        p.out = out.data();
-      }
-      run_grid(grid, cfg.threads, smem, [&](const HostCtx& c, unsigned char* s) { series_block<Mode::kValueLoss>(c, p, s); });
-      for (auto v : rows) result.push_back(v);
-      for (auto v : out) result.push_back(detail::to_op(v));
-    }
-  }
-  write_doubles(argv[12], result);
-  return 0;
-}
-
-int main(int argc, char** argv) {
-  if (argc != 13) return 2;
-  const std::string dt = argv[2];
-  if (dt == "f32") return run<float>(argv);
-  if (dt == "f64") return run<double>(argv);
-  if (dt == "f16") return run<__half>(argv);
-  return run<__nv_bfloat16>(argv);
-}
-"""
-
-ISIB_EMU = r"""
-// isib_emu MODE DTYPE S N L TAU SMS IN OUT
-//   MODE fwd: IN x; OUT D [S*S] then loss.  bwd_pair: IN x, grad_D [S*S]; OUT grad_x.
-//   bwd_isib: IN x, grad_loss, D [S*S]; OUT grad_x. All float64.
-#include "host_ctx.h"
-#include "isib_kernel.cu"
-
-using namespace ddtime::kernels;
-
-template <typename T>
-int run(char** argv) {
-  using R = opmath_t<T>;
-  const std::string mode = argv[1];
-  const int64_t S = std::atoll(argv[3]), N = std::atoll(argv[4]), L = std::atoll(argv[5]);
-  const double tau = std::atof(argv[6]);
-  const int sms = std::atoi(argv[7]);
-  const std::vector<double> in = read_doubles(argv[8]);
-  const int64_t n = S * N * L;
-  std::vector<T> x(n);
-  for (int64_t e = 0; e < n; ++e) x[e] = detail::from_op<T>(static_cast<R>(in[e]));
-  IsibParams<T> p = base_params(x.data(), S, N, L, tau);
-  std::vector<double> result;
-  if (mode == "fwd") {
-    const ForwardLayout f = forward_layout(S, N, L, depth<R>(), sms);
-    std::vector<R> ws(f.total), D(S * S), loss(1);
-    p.tiles = f.tiles;
-    p.splits = f.splits;
-    p.chunks_per_split = f.chunks_per_split;
-    p.lse = ws.data() + f.lse;
-    p.partial = ws.data() + f.partial;
-    p.tile_loss = ws.data() + f.tile_loss;
-    p.D = D.data();
-    p.loss = loss.data();
-    run_grid(warp_rows_grid(S * N), kThreads, 0, [&](const HostCtx& c, unsigned char*) { row_stats_block(c, p); });
-    run_grid(f.tiles * f.tiles * f.splits, kThreads, pair_smem<R>(), [&](const HostCtx& c, unsigned char* s) { pair_tiles_block(c, p, s); });
-    run_grid(f.t32 * f.t32, kThreads, finalize_smem<R>(), [&](const HostCtx& c, unsigned char* s) { finalize_block(c, p, s); });
-    run_grid(1, kThreads, (kThreads / 32) * sizeof(R), [&](const HostCtx& c, unsigned char* s) { isib_total_block(c, p, s); });
-    for (auto v : D) result.push_back(v);
-    result.push_back(loss[0]);
-  } else {
-    const bool isib = mode == "bwd_isib";
-    std::vector<R> ws(pairwise_kl_backward_workspace(S, N, L)), grad_D(S * S), D(S * S), grad_loss(1);
-    std::vector<T> grad_x(n);
-    if (isib) {
-      grad_loss[0] = static_cast<R>(in[n]);
-      for (int64_t e = 0; e < S * S; ++e) D[e] = static_cast<R>(in[n + 1 + e]);
-      p.grad_loss = grad_loss.data();
-      p.D_in = D.data();
-    } else {
-      for (int64_t e = 0; e < S * S; ++e) grad_D[e] = static_cast<R>(in[n + e]);
-      p.grad_D = grad_D.data();
-    }
-    p.grad_x = grad_x.data();
-    p.lse = ws.data();
-    p.Gs = p.lse + S * N;
-    p.a = p.Gs + S * S;
-    p.q = p.a + S;
-    run_grid(warp_rows_grid(S * N), kThreads, 0, [&](const HostCtx& c, unsigned char*) { row_stats_block(c, p); });
-    run_grid(warp_rows_grid(S), kThreads, 0, [&](const HostCtx& c, unsigned char*) {
-      if (isib) {
-        prepare_block<true>(c, p);
-      } else {
-        prepare_block<false>(c, p);
-      }
-    });
-    run_grid(ceil_div(S, kTile) * ceil_div(p.K, kTile), kThreads, gemm_smem<R>(),
-             [&](const HostCtx& c, unsigned char* s) { gemm_tiles_block(c, p, s); });
-    run_grid(warp_rows_grid(S * N), kThreads, 0, [&](const HostCtx& c, unsigned char*) { row_backward_block(c, p); });
-    for (auto v : grad_x) result.push_back(detail::to_op(v));
-  }
-  write_doubles(argv[9], result);
-  return 0;
-}
-
-int main(int argc, char** argv) {
-  if (argc != 10) return 2;
-  const std::string dt = argv[2];
-  if (dt == "f32") return run<float>(argv);
-  if (dt == "f64") return run<double>(argv);
-  if (dt == "f16") return run<__half>(argv);
-  return run<__nv_bfloat16>(argv);
-}
-"""
-
-
 @pytest.fixture(scope="module")
 def emulators(tmp_path_factory):
     """Paths of the value-loss and ISIB emulators (built in parallel)."""
     build = tmp_path_factory.mktemp("emulator")
-    (build / "host_ctx.h").write_text(HOST_CTX)
     flags = [
-        "-std=c++20", "-O1", "-DDDTIME_KERNELS_HOST_EMULATION", f"-I{CUDA_SRC}", f"-I{build}",
+        "-std=c++20", "-O1", "-DDDTIME_KERNELS_HOST_EMULATION", f"-I{CUDA_SRC}", f"-I{EMULATOR_SRC}",
         "-gencode=arch=compute_90,code=sm_90", "-diag-suppress", "20011,20014",
     ]
     procs = {}
-    for name, src in (("value", VALUE_EMU), ("isib", ISIB_EMU)):
-        (build / f"{name}_emu.cu").write_text(src)
-        procs[name] = _start([NVCC, *flags, f"{name}_emu.cu", "-o", f"{name}_emu"], build)
+    for name in ("value", "isib"):
+        procs[name] = _start([NVCC, *flags, str(EMULATOR_SRC / f"{name}_emu.cu"), "-o", f"{name}_emu"], build)
     for name, proc in procs.items():
         rc, out = _finish(proc)
         assert rc == 0, f"building the {name} emulator failed:\n{out}"
@@ -393,8 +111,6 @@ def _rel(a, b):
 
 
 TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "f64": torch.float64}
-# max |error| / max |reference| of opmath results and of results stored in the input dtype
-TOLERANCE = {"f64": (1e-12, 1e-12), "f32": (2e-6, 2e-6), "f16": (2e-6, 2e-3), "bf16": (2e-6, 1e-2)}
 
 
 def _rounded(a, dtype):
@@ -447,7 +163,7 @@ def _check_value_case(exe, tmp_path, case, dtype, seed):
         y[0, :, 0] = x[0, :, 0]  # one all-zero series: every bin takes the zero subgradient
     alpha = 0.7
     rows, grad, spec = _value_reference(x, y, alpha)
-    tol_op, tol_io = TOLERANCE[dtype]
+    tol_op, tol_io = EMULATOR_TOL[dtype]
     args = [dtype, outer, H, inner, time_contig, alpha, tile, threads, grid]
     out = _emulate(exe, ["value", *args], [x, y], tmp_path)
     nser = outer * inner
@@ -519,7 +235,7 @@ def _check_isib_case(exe, tmp_path, case, dtype, seed):
     rng = np.random.default_rng(seed)
     x = _rounded(2.0 * rng.standard_normal((S, N, L)), dtype)
     xt, d, loss = _isib_reference(x, tau)
-    tol_op, tol_io = TOLERANCE[dtype]
+    tol_op, tol_io = EMULATOR_TOL[dtype]
     args = [dtype, S, N, L, tau, sms]
     out = _emulate(exe, ["fwd", *args], [x], tmp_path)
     D = out[: S * S].reshape(S, S)

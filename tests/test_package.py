@@ -1,5 +1,6 @@
 """Packaging: the build's source list, the light top-level import, the build report."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,14 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
+def test_info_lists_the_ops_of_the_schema_list():
+    """ddtime.info reads the ops from the dispatcher: exactly those of csrc/ddtime.cpp's kOpSchemas."""
+    block = (ROOT / "csrc" / "ddtime.cpp").read_text().split("kOpSchemas[] = {")[1].split("};")[0]
+    schemas = re.findall(r'^\s*"(\w+)\(', block, re.M)
+    assert len(schemas) == 8
+    assert info.OPS == tuple(sorted(schemas))
+
+
 def test_info_reports_every_op_kernel():
     text = info.report()
     assert f"torch {torch.__version__}" in text
@@ -54,7 +63,8 @@ def test_info_reports_every_op_kernel():
 
 def test_info_module_runs():
     out = subprocess.run([sys.executable, "-m", "ddtime.info"], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert "value_loss_fused" in out.stdout
+    rows = [line.split()[0] for line in out.stdout.splitlines()[7:]]
+    assert rows == list(info.OPS)
 
 
 @pytest.mark.skipif(_ops.cuda_version() >= 0, reason="only a CPU-only build has the rebuild message")

@@ -33,6 +33,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "checks.h"
 #include "cpu/simd_exp.h"
 #include "cpu/small_gemm_avx512.h"
 #include "cpu/softmax_rows.h"
@@ -339,26 +340,10 @@ void symmetric_kl_backward(const at::Tensor& x, double tau, int64_t panel_rows, 
   }
 }
 
-// ---- argument checks -------------------------------------------------------------------------------
-
-bool supported_dtype(at::ScalarType t) {
-  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
-}
-
+// Argument checks (checks.h), then x as a contiguous tensor.
 at::Tensor checked_samples(const at::Tensor& x, double tau, const char* op) {
-  TORCH_CHECK(x.dim() == 3, "ddtime::", op, ": x must have shape [S, N, L], got ", x.sizes());
-  TORCH_CHECK(x.numel() > 0, "ddtime::", op, ": x must not be empty, got shape ", x.sizes());
-  TORCH_CHECK(supported_dtype(x.scalar_type()), "ddtime::", op,
-              ": x must be float16, bfloat16, float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(std::isfinite(tau) && tau > 0, "ddtime::", op, ": tau must be a finite number > 0, got ", tau);
+  checks::check_samples(op, x, tau);
   return x.contiguous();
-}
-
-void check_square(const at::Tensor& t, int64_t S, const char* name, const char* op) {
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == S && t.size(1) == S, "ddtime::", op, ": ", name, " must have shape [",
-              S, ", ", S, "] (S = x.size(0)), got ", t.sizes());
-  TORCH_CHECK(supported_dtype(t.scalar_type()), "ddtime::", op, ": ", name, " must be a floating tensor, got ",
-              t.scalar_type());
 }
 
 at::ScalarType opmath_of(const at::Tensor& x) { return at::toOpMathType(x.scalar_type()); }
@@ -376,7 +361,7 @@ at::Tensor pairwise_symmetric_kl_cpu(const at::Tensor& x_in, double tau) {
 at::Tensor pairwise_symmetric_kl_backward_cpu(const at::Tensor& grad_D, const at::Tensor& x_in, double tau) {
   const at::Tensor x = checked_samples(x_in, tau, "pairwise_symmetric_kl_backward");
   const int64_t S = x.size(0), N = x.size(1);
-  check_square(grad_D, S, "grad_D", "pairwise_symmetric_kl_backward");
+  checks::check_square("pairwise_symmetric_kl_backward", "grad_D", grad_D, x);
   const at::Tensor g = grad_D.to(opmath_of(x));
   at::Tensor gs = (g + g.t()).div_(static_cast<double>(N));
   gs.fill_diagonal_(0);
@@ -415,9 +400,8 @@ at::Tensor isib_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor&
                                   double tau) {
   const at::Tensor x = checked_samples(x_in, tau, "isib_loss_backward");
   const int64_t S = x.size(0), N = x.size(1);
-  check_square(D_in, S, "D", "isib_loss_backward");
-  TORCH_CHECK(grad_loss.numel() == 1, "ddtime::isib_loss_backward: grad_loss must have one element, got shape ",
-              grad_loss.sizes());
+  checks::check_square("isib_loss_backward", "D", D_in, x);
+  checks::check_grad_loss("isib_loss_backward", grad_loss, x);
   if (S == 1) return at::zeros(x.sizes(), x.options());
   const auto opmath = opmath_of(x);
   const at::Tensor D = D_in.to(opmath).contiguous();

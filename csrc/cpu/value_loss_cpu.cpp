@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "checks.h"
 #include "cpu/fft.h"
 #include "cpu/spectral_kernels.h"
 
@@ -27,6 +28,7 @@ namespace ddtime {
 namespace {
 
 using at::Tensor;
+using namespace checks;
 
 constexpr int64_t kMaxLanes = 16;           // 64-byte vectors of float
 // Work below this many elements per thread stays on one thread (~0.1-0.2 ms of kernel time). An
@@ -296,38 +298,6 @@ void scale_rows_kernel(const Tensor& rows, const Tensor& grad, const SeriesLayou
   });
 }
 
-// ---- argument checks (the Python layer validates first; these guard direct op calls) ----------
-bool is_loss_dtype(at::ScalarType t) {
-  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
-}
-
-void check_float(const char* op, const char* name, const Tensor& t) {
-  TORCH_CHECK_VALUE(t.defined(), "ddtime::", op, ": ", name, " must be a defined tensor");
-  TORCH_CHECK_TYPE(is_loss_dtype(t.scalar_type()), "ddtime::", op, ": ", name,
-                   " must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
-}
-
-void check_dim(const char* op, const char* name, const Tensor& t, int64_t dim) {
-  TORCH_CHECK_VALUE(t.dim() >= 1, "ddtime::", op, ": ", name, " must have at least 1 dimension, got shape ",
-                    t.sizes());
-  TORCH_CHECK_INDEX(0 <= dim && dim < t.dim(), "ddtime::", op, ": dim must be in [0, ", t.dim() - 1, "] for ",
-                    name, " of shape ", t.sizes(), ", got ", dim);
-}
-
-void check_pair(const char* op, const Tensor& input, const Tensor& target, int64_t dim) {
-  check_float(op, "input", input);
-  check_float(op, "target", target);
-  TORCH_CHECK_VALUE(input.sizes() == target.sizes(), "ddtime::", op, ": target must have the shape of input ",
-                    input.sizes(), ", got ", target.sizes());
-  TORCH_CHECK_TYPE(input.scalar_type() == target.scalar_type(), "ddtime::", op,
-                   ": target must have the dtype of input (", input.scalar_type(), "), got ", target.scalar_type());
-  TORCH_CHECK_VALUE(input.device() == target.device(), "ddtime::", op, ": target must be on the device of input (",
-                    input.device(), "), got ", target.device());
-  check_dim(op, "input", input, dim);
-  TORCH_CHECK_VALUE(input.size(dim) >= 1, "ddtime::", op, ": input.size(dim) must be >= 1, got shape ",
-                    input.sizes(), " with dim ", dim);
-}
-
 std::vector<int64_t> resized(at::IntArrayRef sizes, int64_t dim, int64_t length) {
   std::vector<int64_t> out = sizes.vec();
   out[dim] = length;
@@ -338,11 +308,9 @@ std::vector<int64_t> resized(at::IntArrayRef sizes, int64_t dim, int64_t length)
 std::tuple<Tensor, Tensor> value_loss_fused_cpu(const Tensor& input, const Tensor& target, double alpha,
                                                 int64_t dim, bool compute_grad) {
   check_pair("value_loss_fused", input, target, dim);
-  TORCH_CHECK_VALUE(alpha >= 0.0 && alpha <= 1.0, "ddtime::value_loss_fused: alpha must be in [0, 1], got ",
-                    alpha);
-  std::vector<int64_t> rows_shape = input.sizes().vec();
-  rows_shape.erase(rows_shape.begin() + dim);
-  Tensor rows = at::empty(rows_shape, input.options().dtype(at::toOpMathType(input.scalar_type())));
+  check_alpha("value_loss_fused", alpha);
+  Tensor rows =
+      at::empty(without_dim(input.sizes(), dim), input.options().dtype(at::toOpMathType(input.scalar_type())));
   Tensor grad = compute_grad ? empty_output(input.sizes(), input.options()) : at::empty({0}, input.options());
   if (input.numel() == 0) return {rows, grad};
   const Tensor x = input.contiguous(), y = target.contiguous();
@@ -354,16 +322,7 @@ std::tuple<Tensor, Tensor> value_loss_fused_cpu(const Tensor& input, const Tenso
 }
 
 Tensor value_loss_backward_cpu(const Tensor& grad_rows, const Tensor& grad, int64_t dim) {
-  check_float("value_loss_backward", "grad", grad);
-  check_float("value_loss_backward", "grad_rows", grad_rows);
-  check_dim("value_loss_backward", "grad", grad, dim);
-  std::vector<int64_t> rows_shape = grad.sizes().vec();
-  rows_shape.erase(rows_shape.begin() + dim);
-  TORCH_CHECK_VALUE(grad_rows.sizes() == at::IntArrayRef(rows_shape), "ddtime::value_loss_backward: grad_rows must ",
-                    "have the shape of grad ", grad.sizes(), " without dim ", dim, ", i.e. ", at::IntArrayRef(rows_shape),
-                    ", got ", grad_rows.sizes());
-  TORCH_CHECK_VALUE(grad_rows.device() == grad.device(), "ddtime::value_loss_backward: grad_rows must be on the ",
-                    "device of grad (", grad.device(), "), got ", grad_rows.device());
+  check_value_loss_backward("value_loss_backward", grad_rows, grad, dim);
   Tensor out = empty_output(grad.sizes(), grad.options());
   if (grad.numel() == 0) return out;
   const Tensor rows = grad_rows.to(at::toOpMathType(grad.scalar_type())).contiguous();
@@ -394,20 +353,7 @@ std::tuple<Tensor, Tensor> frequency_alignment_bins_cpu(const Tensor& input, con
 
 Tensor frequency_alignment_bins_backward_cpu(const Tensor& grad_modulus, const Tensor& phase, int64_t dim,
                                              int64_t length) {
-  const char* op = "frequency_alignment_bins_backward";
-  check_float(op, "grad_modulus", grad_modulus);
-  check_float(op, "phase", phase);
-  check_dim(op, "grad_modulus", grad_modulus, dim);
-  TORCH_CHECK_VALUE(length >= 1, "ddtime::", op, ": length must be >= 1, got ", length);
-  TORCH_CHECK_VALUE(grad_modulus.size(dim) == length / 2 + 1, "ddtime::", op, ": grad_modulus.size(dim) must be ",
-                    "length // 2 + 1 = ", length / 2 + 1, ", got shape ", grad_modulus.sizes(), " with dim ", dim);
-  std::vector<int64_t> phase_shape = grad_modulus.sizes().vec();
-  phase_shape.push_back(2);
-  TORCH_CHECK_VALUE(phase.sizes() == at::IntArrayRef(phase_shape), "ddtime::", op,
-                    ": phase must have shape grad_modulus.shape + (2,) = ", at::IntArrayRef(phase_shape), ", got ",
-                    phase.sizes());
-  TORCH_CHECK_VALUE(phase.device() == grad_modulus.device(), "ddtime::", op, ": phase must be on the device of ",
-                    "grad_modulus (", grad_modulus.device(), "), got ", phase.device());
+  check_bins_backward("frequency_alignment_bins_backward", grad_modulus, phase, dim, length);
   Tensor grad = empty_output(resized(grad_modulus.sizes(), dim, length), grad_modulus.options());
   if (grad.numel() == 0) return grad;
   const Tensor gm = grad_modulus.contiguous();

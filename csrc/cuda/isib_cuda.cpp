@@ -9,9 +9,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <tuple>
 
+#include "checks.h"
 #include "isib_kernel.cuh"
 #include "torch_types.h"
 
@@ -20,26 +20,16 @@ namespace {
 
 namespace k = ddtime::kernels;
 
+// checks.h, then the limits of the kernels' index arithmetic.
 void check_x(const at::Tensor& x, double tau, const char* op) {
-  TORCH_CHECK(x.is_cuda(), "ddtime::", op, ": x must be a CUDA tensor, got device ", x.device());
-  const auto s = x.scalar_type();
-  TORCH_CHECK(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "ddtime::", op,
-              ": x must be float16, bfloat16, float32 or float64, got ", s);
-  TORCH_CHECK(x.dim() == 3 && x.numel() > 0, "ddtime::", op,
-              ": x must be a non-empty (samples, channels, length) tensor, got shape ", x.sizes());
-  TORCH_CHECK(x.size(0) <= (int64_t{1} << 20) && x.size(1) * x.size(2) < (int64_t{1} << 31), "ddtime::", op,
-              ": x may hold at most 2^20 samples of fewer than 2^31 values each, got shape ", x.sizes());
-  TORCH_CHECK(tau > 0.0 && std::isfinite(tau), "ddtime::", op, ": tau must be a finite number > 0, got ", tau);
+  checks::check_samples(op, x, tau);
+  TORCH_CHECK_VALUE(x.size(0) <= (int64_t{1} << 20) && x.size(1) * x.size(2) < (int64_t{1} << 31), "ddtime::", op,
+                    ": x may hold at most 2^20 samples of fewer than 2^31 values each, got shape ", x.sizes());
 }
 
-// other as a contiguous opmath tensor of the given shape on x's device.
-at::Tensor opmath_operand(const at::Tensor& other, const at::Tensor& x, at::IntArrayRef shape, const char* op,
-                          const char* name) {
-  TORCH_CHECK(other.device() == x.device(), "ddtime::", op, ": ", name, " must be on the device of x (", x.device(),
-              "), got ", other.device());
-  TORCH_CHECK(other.sizes() == shape, "ddtime::", op, ": ", name, " must have shape ", shape, ", got ",
-              other.sizes());
-  return other.to(opmath_type(x.scalar_type())).contiguous();
+// t as a contiguous opmath tensor.
+at::Tensor opmath_operand(const at::Tensor& t, const at::Tensor& x) {
+  return t.to(opmath_type(x.scalar_type())).contiguous();
 }
 
 // Runs the forward; returns D and, when with_loss, the 0-dim ISIB loss.
@@ -104,17 +94,18 @@ at::Tensor backward(const at::Tensor& x_in, double tau, const at::Tensor& grad_D
 at::Tensor pairwise_symmetric_kl_backward_cuda(const at::Tensor& grad_D, const at::Tensor& x, double tau) {
   constexpr const char* op = "pairwise_symmetric_kl_backward";
   check_x(x, tau, op);
-  const int64_t S = x.size(0);
-  const at::Tensor g = opmath_operand(grad_D, x, {S, S}, op, "grad_D");
+  checks::check_square(op, "grad_D", grad_D, x);
+  const at::Tensor g = opmath_operand(grad_D, x);
   return backward(x, tau, g, at::Tensor(), at::Tensor());
 }
 
 at::Tensor isib_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& D, const at::Tensor& x, double tau) {
   constexpr const char* op = "isib_loss_backward";
   check_x(x, tau, op);
-  const int64_t S = x.size(0);
-  const at::Tensor gl = opmath_operand(grad_loss, x, {}, op, "grad_loss");
-  const at::Tensor d = opmath_operand(D, x, {S, S}, op, "D");
+  checks::check_square(op, "D", D, x);
+  checks::check_grad_loss(op, grad_loss, x);
+  const at::Tensor gl = opmath_operand(grad_loss, x);
+  const at::Tensor d = opmath_operand(D, x);
   return backward(x, tau, at::Tensor(), gl, d);
 }
 

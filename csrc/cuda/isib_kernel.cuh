@@ -19,7 +19,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-#include "value_loss_kernel.cuh"  // OpMath / opmath_t
+#include "kernel_types.h"  // opmath_t
 
 namespace ddtime::kernels {
 

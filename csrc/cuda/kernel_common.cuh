@@ -1,4 +1,5 @@
-// Device helpers shared by the ddtime kernels (included by the *_kernel.cu files only).
+// Execution context and device helpers shared by the ddtime kernels (included by the *_kernel.cu
+// files only; no op header).
 //
 // Kernels are written as block programs against an execution context: DeviceCtx below maps it to
 // the CUDA thread block; the host emulator of tests/test_cuda_compile.py supplies a context with
@@ -13,7 +14,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-#include "value_loss_kernel.cuh"  // opmath_t
+#include "kernel_types.h"  // opmath_t
 
 #define DDT_HD __host__ __device__ __forceinline__
 

@@ -15,13 +15,15 @@
 #include <tuple>
 #include <vector>
 
-#include "value_loss_kernel.cuh"
+#include "checks.h"
 #include "torch_types.h"
+#include "value_loss_kernel.cuh"
 
 namespace ddtime {
 namespace {
 
 namespace k = ddtime::kernels;
+using namespace checks;
 
 // Stride of dims [begin, end) read as one axis, if they collapse (size-1 dims ignored).
 std::optional<int64_t> group_stride(at::IntArrayRef sizes, at::IntArrayRef strides, int64_t begin, int64_t end) {
@@ -65,41 +67,9 @@ std::vector<int64_t> with_size(at::IntArrayRef sizes, int64_t dim, int64_t size)
   return out;
 }
 
-std::vector<int64_t> without(at::IntArrayRef sizes, int64_t dim) {
-  std::vector<int64_t> out;
-  for (int64_t d = 0; d < static_cast<int64_t>(sizes.size()); ++d) {
-    if (d != dim) out.push_back(sizes[d]);
-  }
-  return out;
-}
-
-void check_float(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.is_cuda(), "ddtime::", op, ": ", name, " must be a CUDA tensor, got device ", t.device());
-  const auto s = t.scalar_type();
-  TORCH_CHECK(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "ddtime::", op, ": ",
-              name, " must be float16, bfloat16, float32 or float64, got ", s);
-}
-
-void check_dim(const at::Tensor& t, int64_t dim, const char* op, const char* name) {
-  TORCH_CHECK(t.dim() >= 1 && dim >= 0 && dim < t.dim(), "ddtime::", op, ": dim must be in [0, ", t.dim(),
-              ") for ", name, " of shape ", t.sizes(), ", got ", dim);
-}
-
-void check_pair(const at::Tensor& input, const at::Tensor& target, int64_t dim, const char* op) {
-  check_float(input, op, "input");
-  check_float(target, op, "target");
-  TORCH_CHECK(target.sizes() == input.sizes(), "ddtime::", op, ": target must have the shape of input ",
-              input.sizes(), ", got ", target.sizes());
-  TORCH_CHECK(target.scalar_type() == input.scalar_type(), "ddtime::", op, ": target must have the dtype of input (",
-              input.scalar_type(), "), got ", target.scalar_type());
-  TORCH_CHECK(target.device() == input.device(), "ddtime::", op, ": target must be on the device of input (",
-              input.device(), "), got ", target.device());
-  check_dim(input, dim, op, "input");
-}
-
 at::Tensor workspace_for(k::SeriesShape shape, const at::Tensor& like) {
-  TORCH_CHECK(shape.length <= (int64_t{1} << 28), "ddtime: the time axis may hold at most 2^28 samples, got ",
-              shape.length);
+  TORCH_CHECK_VALUE(shape.length <= (int64_t{1} << 28), "ddtime: the time axis may hold at most 2^28 samples, got ",
+                    shape.length);
   size_t bytes = 0;
   C10_CUDA_CHECK(k::value_loss_workspace_bytes(shape, at::elementSize(opmath_type(like.scalar_type())), &bytes));
   return bytes > 0 ? at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte)) : at::Tensor();
@@ -110,12 +80,13 @@ void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nu
 std::tuple<at::Tensor, at::Tensor> value_loss_fused_cuda(const at::Tensor& input, const at::Tensor& target,
                                                           double alpha, int64_t dim, bool compute_grad) {
   constexpr const char* op = "value_loss_fused";
-  check_pair(input, target, dim, op);
-  TORCH_CHECK(alpha >= 0.0 && alpha <= 1.0, "ddtime::", op, ": alpha must be in [0, 1], got ", alpha);
+  check_pair(op, input, target, dim);
+  check_alpha(op, alpha);
   const c10::cuda::CUDAGuard guard(input.device());
   const auto shape = series_shape(input.sizes(), dim);
   const View3 in = view3(input, dim), tg = view3(target, dim);
-  at::Tensor rows = at::empty(without(input.sizes(), dim), input.options().dtype(opmath_type(input.scalar_type())));
+  at::Tensor rows =
+      at::empty(without_dim(input.sizes(), dim), input.options().dtype(opmath_type(input.scalar_type())));
   at::Tensor grad = compute_grad ? at::empty(input.sizes(), input.options()) : at::empty({0}, input.options());
   if (input.numel() == 0) return {rows, grad};
   const at::Tensor ws = workspace_for(shape, input);
@@ -134,14 +105,7 @@ std::tuple<at::Tensor, at::Tensor> value_loss_fused_cuda(const at::Tensor& input
 
 at::Tensor value_loss_backward_cuda(const at::Tensor& grad_rows, const at::Tensor& grad, int64_t dim) {
   constexpr const char* op = "value_loss_backward";
-  check_float(grad, op, "grad");
-  check_float(grad_rows, op, "grad_rows");
-  check_dim(grad, dim, op, "grad");
-  TORCH_CHECK(grad_rows.sizes() == at::IntArrayRef(without(grad.sizes(), dim)), "ddtime::", op,
-              ": grad_rows must have the shape of grad without dim ", dim, ", got ", grad_rows.sizes(), " for grad ",
-              grad.sizes());
-  TORCH_CHECK(grad_rows.device() == grad.device(), "ddtime::", op, ": grad_rows must be on the device of grad (",
-              grad.device(), "), got ", grad_rows.device());
+  check_value_loss_backward(op, grad_rows, grad, dim);
   const c10::cuda::CUDAGuard guard(grad.device());
   const auto shape = series_shape(grad.sizes(), dim);
   const at::Tensor g = grad.contiguous();
@@ -169,7 +133,7 @@ at::Tensor value_loss_backward_cuda(const at::Tensor& grad_rows, const at::Tenso
 std::tuple<at::Tensor, at::Tensor> frequency_alignment_bins_cuda(const at::Tensor& input, const at::Tensor& target,
                                                                   int64_t dim) {
   constexpr const char* op = "frequency_alignment_bins";
-  check_pair(input, target, dim, op);
+  check_pair(op, input, target, dim);
   const c10::cuda::CUDAGuard guard(input.device());
   const auto shape = series_shape(input.sizes(), dim);
   const int64_t F = shape.length / 2 + 1;
@@ -197,18 +161,7 @@ std::tuple<at::Tensor, at::Tensor> frequency_alignment_bins_cuda(const at::Tenso
 at::Tensor frequency_alignment_bins_backward_cuda(const at::Tensor& grad_modulus, const at::Tensor& phase,
                                                   int64_t dim, int64_t length) {
   constexpr const char* op = "frequency_alignment_bins_backward";
-  check_float(grad_modulus, op, "grad_modulus");
-  check_float(phase, op, "phase");
-  check_dim(grad_modulus, dim, op, "grad_modulus");
-  TORCH_CHECK(length >= 1 && grad_modulus.size(dim) == length / 2 + 1, "ddtime::", op, ": grad_modulus must have ",
-              "length // 2 + 1 = ", length / 2 + 1, " bins along dim ", dim, ", got shape ", grad_modulus.sizes(),
-              " for length ", length);
-  auto phase_sizes = grad_modulus.sizes().vec();
-  phase_sizes.push_back(2);
-  TORCH_CHECK(phase.sizes() == at::IntArrayRef(phase_sizes), "ddtime::", op, ": phase must have shape ", phase_sizes,
-              ", got ", phase.sizes());
-  TORCH_CHECK(phase.device() == grad_modulus.device(), "ddtime::", op,
-              ": phase must be on the device of grad_modulus (", grad_modulus.device(), "), got ", phase.device());
+  check_bins_backward(op, grad_modulus, phase, dim, length);
   const c10::cuda::CUDAGuard guard(grad_modulus.device());
   const auto shape = series_shape(with_size(grad_modulus.sizes(), dim, length), dim);
   const View3 gm = view3(grad_modulus, dim);

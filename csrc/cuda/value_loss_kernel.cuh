@@ -19,19 +19,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-namespace ddtime::kernels {
+#include "kernel_types.h"  // opmath_t
 
-// Accumulation type: float for __half / __nv_bfloat16 / float, double for double.
-template <typename T>
-struct OpMath {
-  using type = float;
-};
-template <>
-struct OpMath<double> {
-  using type = double;
-};
-template <typename T>
-using opmath_t = typename OpMath<T>::type;
+namespace ddtime::kernels {
 
 // Element strides of a tensor viewed as [outer, length, inner].
 struct Strides3 {
