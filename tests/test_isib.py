@@ -21,7 +21,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tolerances import DEVICES, ISIB_HALF_FLOOR, TOL, TORCH_ERROR_FACTOR
+from tolerances import DEVICES, ISIB_HALF_FLOOR, ISIB_TINY_VS_EAGER, TOL, TORCH_ERROR_FACTOR
 
 import ddtime
 from ddtime.reference import isib_loss_reference, pairwise_symmetric_kl_reference
@@ -132,10 +132,9 @@ def test_tiny_magnitudes(s):
     ref, ref_grad = evaluate(pairwise_symmetric_kl_reference, x.double(), 1.0, rand((s, s), 5, dtype=torch.float64))
     grad_rtol, atol = TOL["isib_tiny"][torch.float32]
     assert (d.double() - ref).abs().max() < atol
-    # float32 logits of 1e-6 leave p - q with few significant bits: measured 3.2% / 3.4% (S = 10 / 100)
-    # against float64, where the plain-PyTorch reference in float32 is off by 11% / 23%
+    # float32 logits of 1e-6 leave p - q with few significant bits (measured errors: tests/tolerances.py)
     _, eager_grad = evaluate(pairwise_symmetric_kl_reference, x, 1.0, rand((s, s), 5, dtype=torch.float64))
-    assert rel_err(d_grad, ref_grad) < min(grad_rtol, rel_err(eager_grad, ref_grad))
+    assert rel_err(d_grad, ref_grad) < min(grad_rtol, ISIB_TINY_VS_EAGER * rel_err(eager_grad, ref_grad))
     loss, grad = evaluate(ddtime.isib_loss, x, 1.0)
     assert abs(loss.item() - 1.0) < TOL["isib_tiny_loss"][torch.float32][1] and torch.isfinite(grad).all()
 

@@ -25,8 +25,10 @@ TOL = {
     # log(L) terms); float32 D within rtol, loss and gradients within rtol + 2 x PyTorch's own error
     "isib": {F32: (1e-5, 0.0), F64: (1e-10, 1e-12)},
     "isib_backward_op": {F64: (1e-10, 1e-14)},  # torch.testing.assert_close
-    # near-uniform softmax (logits ~1e-6): D absolute; gradient measured 3.2% / 3.4% on CPU
-    "isib_tiny": {F32: (0.05, 1e-12)},
+    # near-uniform softmax (logits ~1e-6): D absolute; the gradient's relative error at most rtol and
+    # at most ISIB_TINY_VS_EAGER x that of the float32 eager reference. Measured (S = 10 / 100): 3.2% /
+    # 3.4% with AVX-512 (eager 11% / 23%); 4.2% / 6.7% on AVX2 through at::mm (eager 11.4% / 22.7%)
+    "isib_tiny": {F32: (0.1, 1e-12)},
     "isib_tiny_loss": {F32: (0.0, 1e-6)},  # |loss - 1|
     # identical samples: D and |loss - 1| within ulps x eps (as rtol), the gradient absolute
     "isib_identical": {F32: (8.0, 1e-8), F64: (8.0, 1e-8)},
@@ -50,6 +52,7 @@ HALF = {
     "cuda": (2, 2),
 }
 ISIB_HALF_FLOOR = 1 / 64  # ISIB half bound: max(2 x PyTorch's error, eps / 64)
+ISIB_TINY_VS_EAGER = 0.5
 TORCH_ERROR_FACTOR = 2  # float32 ISIB loss and gradients: rtol + 2 x PyTorch's own float32 error
 
 # Host emulator of the CUDA kernels (tests/test_cuda_compile.py), by kernel dtype name: max |error| /
