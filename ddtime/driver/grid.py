@@ -19,6 +19,8 @@ import statistics
 import time
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.distill import CondTSFUpdate, DDTimeTerms, DistillConfig, build_method
 from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings, experts_for, run_distillation
@@ -80,6 +82,7 @@ def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Seq
     cache: dict = {}
     stores: dict[str, Any] = {}
     rows = []
+    bar = tqdm(total=len(methods) * len(variants), desc="compare (cells)", disable=quiet)
     for method_name in methods:
         options = accepted_options(method_name, dict(method_options or {}), methods)
         base_mse = None
@@ -117,8 +120,10 @@ def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Seq
                 "full_data_test_mse": results["full_data_test_mse"], "best_iteration": results["best_iteration"],
                 "seconds": results["seconds"],
             })
+            bar.update()
             if not quiet:
-                print(f"  {data.name} {method_name} {VARIANT_LABELS[variant]}: MSE {results['test_mse']:.4f}")
+                bar.write(f"  {data.name} {method_name} {VARIANT_LABELS[variant]}: MSE {results['test_mse']:.4f}")
+    bar.close()
     return rows
 
 

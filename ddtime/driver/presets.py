@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRESETS", "CONDENSING_RATES", "preset_defaults", "fill_defaults", "series_windows_per_channel"]
+__all__ = ["PRESETS", "CONDENSING_RATES", "preset_defaults", "series_windows_per_channel"]
 
 #: CondTSF's ``condensing_rate`` ("standard") per dataset, by ddtime registry name.
 #: ``synthetic`` (the built-in generated dataset, 4000 rows) is ddtime's choice: 70 steps, 6 windows a
@@ -37,17 +37,6 @@ def preset_defaults(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ValueError(f"--preset: expected one of {sorted(PRESETS)}, got {name!r}")
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
-
-
-def fill_defaults(args, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Set every option of ``args`` (an argparse namespace) that has the attribute and is still
-    ``None`` from ``defaults``; returns what was set, for the command to print."""
-    chosen = {}
-    for key, value in defaults.items():
-        if hasattr(args, key) and getattr(args, key) is None:
-            setattr(args, key, value)
-            chosen[key] = value
-    return chosen
 
 
 def series_windows_per_channel(dataset: str, rows: int, *, seq_len: int, pred_len: int, stride: int) -> int:

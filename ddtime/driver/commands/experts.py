@@ -13,7 +13,8 @@ from ddtime.driver.data import PROTOCOLS, load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
 from ddtime.driver.experts import EXPERT_OPTIMIZERS, dist_rank_world, train_experts
 from ddtime.driver.models import MODELS
-from ddtime.driver.presets import PRESETS, fill_defaults, preset_defaults
+from ddtime.driver.commands.options import FULL_DEFAULTS, fill_defaults
+from ddtime.driver.presets import PRESETS, preset_defaults
 from ddtime.driver.training import DEFAULT_LR
 
 __all__ = ["configure_parser", "run"]
@@ -54,7 +55,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 def run(args: argparse.Namespace) -> int:
     """``ddtime experts``: train (or resume) the experts and print their test MSE / MAE."""
     preset = preset_defaults(args.preset) if args.preset else {}
-    chosen = fill_defaults(args, {"protocol": "standard", "num_experts": 40, "expert_epochs": 80, **preset})
+    defaults = {"protocol": "standard", "num_experts": FULL_DEFAULTS["num_experts"],
+                "expert_epochs": FULL_DEFAULTS["expert_epochs"]}
+    chosen = fill_defaults(args, {**defaults, **preset})
     if args.preset:
         print(f"ddtime experts: preset {args.preset}: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     seq_len = args.seq_len if args.seq_len is not None else DEFAULT_LENGTHS[args.protocol]

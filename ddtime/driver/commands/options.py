@@ -27,9 +27,10 @@ from ddtime.driver.distill.terms import LOSS_IMPLS, STUDENT_SIDES
 from ddtime.driver.evaluation import student_recipe
 from ddtime.driver.models import MODELS
 from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
-from ddtime.driver.presets import PRESETS, fill_defaults, preset_defaults, series_windows_per_channel
+from ddtime.driver.presets import PRESETS, preset_defaults, series_windows_per_channel
 
-__all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "resolve", "load_data",
+__all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "fill_defaults", "resolve",
+           "load_data",
            "distill_config", "condtsf_update", "ddtime_terms", "expert_settings", "evaluation_config"]
 
 FULL_DEFAULTS = {"samples": 10, "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5,
@@ -39,6 +40,17 @@ FULL_DEFAULTS = {"samples": 10, "iterations": 300, "num_experts": 40, "expert_ep
 QUICK_PRESET = "condtsf"
 QUICK_DEFAULTS = {"iterations": 60, "num_experts": 4, "expert_epochs": 80, "students": 3, "select_every": 10,
                   "checkpoint_every": 10, "threads": 1}
+
+
+def fill_defaults(args, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Set every option of ``args`` (an argparse namespace) that has the attribute and is still
+    ``None`` from ``defaults``; returns what was set, for the command to print."""
+    chosen = {}
+    for key, value in defaults.items():
+        if hasattr(args, key) and getattr(args, key) is None:
+            setattr(args, key, value)
+            chosen[key] = value
+    return chosen
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
