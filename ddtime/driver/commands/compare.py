@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     variants = sorted(_parse_list(args.variants, list(VARIANTS), "--variants"), key=list(VARIANTS).index)
     chosen = resolve(args)
     if chosen:
-        print("ddtime compare: " + ("quick defaults (built-in generated dataset): " if args.data is None else "defaults: ")
-              + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+        kind = "quick defaults (built-in generated dataset)" if args.data is None else "defaults"
+        print(f"ddtime compare: {kind}: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     options = dict(args.method_option)
     try:  # every option must fit some method, before any training
         first = accepted_options(methods[0], options, methods)

@@ -17,7 +17,8 @@ __all__ = ["configure_parser", "run"]
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``ddtime evaluate``."""
     parser.add_argument("--synthetic", required=True, help="synthetic set written by `ddtime distill` (safetensors)")
-    parser.add_argument("--data", default=None, help="dataset name or CSV path (default: the one the set was made from)")
+    parser.add_argument("--data", default=None,
+                        help="dataset name or CSV path (default: the one the set was made from)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None)
     parser.add_argument("--seq-len", type=positive_int, default=None)
     parser.add_argument("--pred-len", type=positive_int, default=None)
@@ -49,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
                                  seed=args.seed, device=args.device, quiet=args.quiet,
                                  baselines=not args.no_baselines)
     for name, entry in results.items():
-        line = (f"{name}: synthetic MSE {entry['synthetic']['test_mse']:.4f} +/- {entry['synthetic']['test_mse_std']:.4f}"
-                f", MAE {entry['synthetic']['test_mae']:.4f}")
+        synthetic = entry["synthetic"]
+        line = (f"{name}: synthetic MSE {synthetic['test_mse']:.4f} +/- {synthetic['test_mse_std']:.4f}"
+                f", MAE {synthetic['test_mae']:.4f}")
         if "full_data" in entry:
             line += (f" | random subset MSE {entry['random_subset']['test_mse']:.4f}"
                      f" | full data MSE {entry['full_data']['test_mse']:.4f}")

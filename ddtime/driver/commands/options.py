@@ -33,8 +33,11 @@ __all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_option
            "load_data",
            "distill_config", "condtsf_update", "ddtime_terms", "expert_settings", "evaluation_config"]
 
-FULL_DEFAULTS = {"samples": 10, "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5,
-                 "select_every": 50, "checkpoint_every": 10, "eval_epochs": None, "threads": None}
+# the library's own defaults (SPEC's), for the options that a preset or the quick run may change
+FULL_DEFAULTS = {"samples": DistillConfig.samples, "iterations": DistillConfig.iterations,
+                 "num_experts": ExpertSettings.num_experts, "expert_epochs": ExpertSettings.epochs,
+                 "students": EvaluationConfig.students, "select_every": DistillConfig.select_every,
+                 "checkpoint_every": DistillConfig.checkpoint_every, "eval_epochs": None, "threads": None}
 # Without --data: CondTSF's preset (its students are the short SGD runs trajectory matching imitates) at
 # small sizes, on the built-in generated dataset.
 QUICK_PRESET = "condtsf"
@@ -59,38 +62,43 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="dataset name (ETTh1, ...) or CSV path; omitted = built-in generated dataset "
                              "with quick defaults")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="every default of a published setting (condtsf: CondTSF's code; see ddtime.driver.presets); "
+                        help="every default of a published setting (condtsf: CondTSF's code; see "
+                             "ddtime.driver.presets); "
                              "explicit options win")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default standard")
     parser.add_argument("--seq-len", type=positive_int, default=None, help="look-back (96 standard, 24 condtsf)")
     parser.add_argument("--pred-len", type=positive_int, default=None, help="horizon (96 standard, 24 condtsf)")
-    parser.add_argument("--model", type=str.lower, choices=sorted(MODELS), default="dlinear",
+    parser.add_argument("--model", type=str.lower, choices=sorted(MODELS), default=DistillConfig.model,
                         help="distillation / expert architecture")
-    parser.add_argument("--alpha", type=fraction, default=0.8, help="DDTime frequency weight in the value term")
-    parser.add_argument("--lambda-val", type=non_negative_float, default=1.0, help="DDTime value-term weight")
-    parser.add_argument("--lambda-is", type=non_negative_float, default=0.6, help="DDTime ISIB weight")
-    parser.add_argument("--tau", type=positive_float, default=1.0, help="ISIB softmax temperature")
-    parser.add_argument("--student-side", choices=STUDENT_SIDES, default="labels",
+    parser.add_argument("--alpha", type=fraction, default=DDTimeTerms.alpha,
+                        help="DDTime frequency weight in the value term")
+    parser.add_argument("--lambda-val", type=non_negative_float, default=DDTimeTerms.lambda_val,
+                        help="DDTime value-term weight")
+    parser.add_argument("--lambda-is", type=non_negative_float, default=DDTimeTerms.lambda_is,
+                        help="DDTime ISIB weight")
+    parser.add_argument("--tau", type=positive_float, default=DDTimeTerms.tau, help="ISIB softmax temperature")
+    parser.add_argument("--student-side", choices=STUDENT_SIDES, default=DDTimeTerms.student_side,
                         help="value-term student side: synthetic labels or the unrolled student's forecast")
-    parser.add_argument("--loss-impl", choices=LOSS_IMPLS, default="fused",
+    parser.add_argument("--loss-impl", choices=LOSS_IMPLS, default=DDTimeTerms.loss_impl,
                         help="DDTime terms with ddtime's fused ops or the plain-PyTorch reference")
-    parser.add_argument("--term-balance", choices=TERM_BALANCES, default="grad-norm",
+    parser.add_argument("--term-balance", choices=TERM_BALANCES, default=DistillConfig.term_balance,
                         help="how L_base and DDTime's terms combine: each term's gradient scaled to unit norm before "
                              "the lambdas (grad-norm, default) or SPEC's plain sum (none)")
-    parser.add_argument("--condtsf-beta", type=fraction, default=0.01, help="CondTSF value-update step")
+    parser.add_argument("--condtsf-beta", type=fraction, default=CondTSFUpdate.beta, help="CondTSF value-update step")
     parser.add_argument("--samples", type=positive_int, default=None, help="synthetic windows S (default 10)")
     parser.add_argument("--representation", choices=REPRESENTATIONS, default=None, help="default windows")
     parser.add_argument("--stride", type=positive_int, default=None,
                         help="window stride of the series representation (default 4)")
     parser.add_argument("--iterations", type=positive_int, default=None, help="distillation iterations (default 300)")
-    parser.add_argument("--lr", type=positive_float, default=0.1, help="Adam lr of the synthetic data")
+    parser.add_argument("--lr", type=positive_float, default=DistillConfig.lr, help="Adam lr of the synthetic data")
     parser.add_argument("--method-option", type=method_option, action="append", default=[], metavar="KEY=VALUE",
                         help="method hyper-parameter, e.g. syn_steps=10 (repeatable)")
     parser.add_argument("--num-experts", type=positive_int, default=None, help="expert trajectories (default 40)")
     parser.add_argument("--expert-epochs", type=positive_int, default=None, help="epochs per expert (default 80)")
     parser.add_argument("--experts", default=None, help="expert directory (default OUT/experts)")
     parser.add_argument("--students", type=positive_int, default=None, help="evaluation students (default 5)")
-    parser.add_argument("--eval-models", type=model_list, default=(), help="extra comma-separated student architectures")
+    parser.add_argument("--eval-models", type=model_list, default=(),
+                        help="extra comma-separated student architectures")
     parser.add_argument("--eval-epochs", type=positive_int, default=None, help="student epochs (default: recipe)")
     parser.add_argument("--eval-lr", type=positive_float, default=None, help="student lr (default: recipe)")
     parser.add_argument("--full-epochs", type=positive_int, default=None, help="full-data reference epochs (10)")
