@@ -1,6 +1,6 @@
 """DM and TGDD on scikit-learn's 8x8 digits: test accuracy, distillation time and peak memory.
 
-    python bench/bench_tgdd_digits.py [--iterations 300] [--ipc 1 10 50] [--seeds 5] [--threads 1]
+    python bench/bench_tgdd_digits.py [--iterations 300] [--ipc 1 10 50] [--seeds 5] [--threads 1] [--experts DIR]
 
 Writes bench/results/tgdd_digits.json (every number and the settings) and .md (tables).
 
@@ -9,6 +9,11 @@ Per images-per-class (IPC) setting, four training sets of the same size: a rando
 default) and TGDD with alpha as is ("unscaled", F = 128 here), plus the full training split.
 Each set trains ``--seeds`` fresh ConvNets (:func:`ddtime.driver.classification.evaluate_synthetic`:
 SGD 0.01, momentum 0.9, 300 epochs, lr / 10 at half) tested on the real test split.
+
+Experts: TGDD's trajectories are trained into an expert directory
+(:func:`ddtime.driver.classification.train_trajectories`): a temporary one by default, or
+``--experts DIR`` to keep them (a second run then reuses the stored experts and its pretraining
+time covers only the ones it trained).
 
 Time: wall time of the whole distillation loop (``--iterations`` iterations) without profiler;
 TGDD's expert pretraining is timed separately. Peak memory: torch.profiler (CPU,
@@ -25,6 +30,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,8 +134,17 @@ def main(argv=None) -> None:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tgdd_digits")
+    p.add_argument("--experts", type=Path, default=None,
+                   help="expert directory to train into / reuse (default: a temporary directory)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.experts is None:
+        with tempfile.TemporaryDirectory(prefix="tgdd_digits_experts_") as tmp:
+            return run(args, argv, Path(tmp))
+    return run(args, argv, args.experts)
+
+
+def run(args: argparse.Namespace, argv, experts_dir: Path) -> None:
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     load_start = [round(v, 2) for v in os.getloadavg()]
@@ -139,10 +154,11 @@ def main(argv=None) -> None:
     evaluate = lambda x, y: evaluate_synthetic(x, y, data, seeds=seeds, epochs=args.eval_epochs)  # noqa: E731
 
     t0 = time.perf_counter()
-    trajectories = train_trajectories(data, num_trajectories=args.trajectories, epochs=args.expert_epochs,
-                                      seed=args.data_seed, quiet=args.quiet)
-    experts = {"seconds": time.perf_counter() - t0, "test_acc": trajectories.test_acc}
-    print(f"experts: {experts['seconds']:.1f} s, test acc {trajectories.test_acc}", flush=True)
+    store = train_trajectories(data, num_trajectories=args.trajectories, epochs=args.expert_epochs,
+                               seed=args.data_seed, quiet=args.quiet, out_dir=experts_dir)
+    test_acc = [entry["test_acc"] for entry in store.entries]
+    experts = {"seconds": time.perf_counter() - t0, "test_acc": test_acc}
+    print(f"experts: {experts['seconds']:.1f} s, test acc {test_acc}", flush=True)
 
     results = []
     for ipc in args.ipc:
@@ -151,7 +167,7 @@ def main(argv=None) -> None:
             if kwargs is None:
                 x, y = data.random_subset(ipc, seed=args.data_seed)
             else:
-                common = dict(ipc=ipc, trajectories=trajectories, seed=args.data_seed, quiet=True, **kwargs)
+                common = dict(ipc=ipc, experts=store, seed=args.data_seed, quiet=True, **kwargs)
                 res = distill(data, iterations=args.iterations, **common)
                 x, y = res.x, res.y
                 peak = profiled_peak_bytes(lambda: distill(data, iterations=args.profile_iterations, **common))
@@ -174,7 +190,7 @@ def main(argv=None) -> None:
                      "eval_seeds": args.seeds, "eval_epochs": args.eval_epochs,
                      "num_trajectories": args.trajectories, "expert_epochs": args.expert_epochs,
                      "data_seed": args.data_seed, "threads": args.threads, "n_train": int(data.train_x.shape[0]),
-                     "n_test": int(data.test_x.shape[0]), "embed_dim": trajectories.network().embed_dim,
+                     "n_test": int(data.test_x.shape[0]), "embed_dim": store.network().embed_dim,
                      "memory": "torch.profiler CPU profile_memory: peak live tensor bytes during a "
                                f"{args.profile_iterations}-iteration distillation"},
         "experts": experts,

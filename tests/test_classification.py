@@ -1,5 +1,6 @@
-"""ddtime.driver.classification: digits loader, networks and their functional calls, expert trajectories,
-DM/TGDD loss terms against plain implementations, the distillation loop, evaluation."""
+"""ddtime.driver.classification: digits loader, networks and their functional calls, expert trajectories
+in the expert store, DM/TGDD loss terms against plain implementations, the distillation loop, evaluation."""
+import json
 import math
 
 import pytest
@@ -8,12 +9,14 @@ from torch.nn import functional as F
 
 pytest.importorskip("sklearn")
 
-from ddtime.driver.classification import (ClassificationData, ExpertTrajectories, build_network, distill,  # noqa: E402
+from ddtime.driver.classification import (ClassificationData, build_network, distill,  # noqa: E402
                                           evaluate_synthetic, load_digits, matching_loss, train_trajectories)
+from ddtime.driver.classification import trajectories as trajectories_module  # noqa: E402
 from ddtime.driver.classification.matching import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
                                                    tgdd_class_loss)
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance  # noqa: E402
-from ddtime.driver.classification.networks import flat_params, functional_embed, functional_logits  # noqa: E402
+from ddtime.driver.experts import ExpertStore  # noqa: E402
+from ddtime.driver.models.params import flat_params, functional_forward  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,9 +27,13 @@ def digits():
     return load_digits(seed=0)
 
 
+TRAJ = dict(num_trajectories=2, epochs=3, batch_size=64, quiet=True)
+
+
 @pytest.fixture(scope="module")
-def trajectories(digits):
-    return train_trajectories(digits, num_trajectories=2, epochs=3, batch_size=64, quiet=True)
+def trajectories(digits, tmp_path_factory):
+    """An ExpertStore of 2 ConvNet trajectories x 3 epochs on digits."""
+    return train_trajectories(digits, out_dir=tmp_path_factory.mktemp("cls_experts"), **TRAJ)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -69,13 +76,13 @@ def test_networks_and_functional_calls(arch, shape, embed_dim):
     x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(1))
     assert net.embed(x).shape == (5, embed_dim) and net(x).shape == (5, 10)
     flat = flat_params(net)
-    torch.testing.assert_close(functional_logits(net, flat, x), net(x))
-    torch.testing.assert_close(functional_embed(net, flat, x), net.embed(x))
+    torch.testing.assert_close(functional_forward(net, flat, x), net(x))
+    torch.testing.assert_close(functional_forward(net, flat, x, method="embed"), net.embed(x))
     other = flat_params(build_network(arch, shape, 10, seed=1))
-    assert not torch.allclose(functional_logits(net, other, x), net(x))
+    assert not torch.allclose(functional_forward(net, other, x), net(x))
     assert torch.equal(flat_params(build_network(arch, shape, 10, seed=0)), flat)
     with pytest.raises(ValueError, match="flat"):
-        functional_logits(net, flat[:-1], x)
+        functional_forward(net, flat[:-1], x)
 
 
 def test_convnet_blocks():
@@ -90,21 +97,70 @@ def test_convnet_blocks():
 
 
 # --- trajectories -------------------------------------------------------------------------------
-def test_trajectories(trajectories, digits, tmp_path):
-    snaps = trajectories.snapshots
+def test_trajectories(trajectories, digits):
+    snaps = torch.stack([trajectories.trajectory(i) for i in range(trajectories.num_experts)])
     net = build_network("convnet", digits.sample_shape, 10, seed=0)
-    assert snaps.shape == (2, 4, flat_params(net).numel())
+    assert snaps.shape == (2, 4, flat_params(net).numel()) and snaps.dtype == torch.float32
+    assert torch.equal(trajectories.trajectories(), snaps)
     assert torch.equal(snaps[0, 0], flat_params(net))          # snapshot 0 = initial weights
     assert not torch.equal(snaps[0, 0], snaps[1, 0])            # experts start from different weights
-    assert all(acc > 0.8 for acc in trajectories.test_acc)
-    path = tmp_path / "traj.safetensors"
-    trajectories.save(path)
-    loaded = ExpertTrajectories.load(path)
-    assert torch.equal(loaded.snapshots, snaps) and loaded.arch == "convnet"
-    assert loaded.test_acc == trajectories.test_acc
+    assert all(not torch.equal(snaps[k, e], snaps[k, e + 1]) for k in range(2) for e in range(3))
+    assert all(entry["test_acc"] > 0.8 for entry in trajectories.entries)
+    s = trajectories.settings
+    assert trajectories.task == "classification" and trajectories.complete
+    assert (s["arch"], s["sample_shape"], s["num_classes"], s["expert_epochs"]) == ("convnet", [1, 8, 8], 10, 3)
+    assert s["num_params"] == snaps.shape[2]
+    # the template and the rebuilt experts are the classifiers: the last snapshot has the stored accuracy
+    expert = trajectories.build_expert(1)
+    assert type(expert) is type(trajectories.network()) and torch.equal(flat_params(expert), snaps[1, -1])
+    x = digits.test_x[:7]
+    torch.testing.assert_close(expert(x), functional_forward(trajectories.network(), snaps[1, -1], x))
+    torch.testing.assert_close(flat_params(trajectories.build_expert(0, epoch=2)), snaps[0, 2])
+    acc = (expert(digits.test_x).argmax(1) == digits.test_y).double().mean()
+    assert float(acc) == pytest.approx(trajectories.entries[1]["test_acc"])
+
+
+def test_trajectory_store_reopens_resumes_and_rejects(trajectories, digits, tmp_path, monkeypatch):
+    reopened = ExpertStore(trajectories.out_dir)
+    assert reopened.num_experts == 2 and torch.equal(reopened.trajectory(1), trajectories.trajectory(1))
+    # a second run with the same settings trains nothing: every expert is stored already
+    monkeypatch.setattr(trajectories_module, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
+    again = train_trajectories(digits, out_dir=trajectories.out_dir, **TRAJ)
+    assert again.num_experts == 2 and torch.equal(again.trajectory(0), trajectories.trajectory(0))
+    monkeypatch.undo()
+    # resume: a missing expert is trained again, byte for byte the same trajectory
+    out = tmp_path / "resume"
+    for name in ("expert_000.safetensors", "expert_001.safetensors", "manifest.json"):
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_bytes((trajectories.out_dir / name).read_bytes())
+    (out / "expert_001.safetensors").unlink()
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["experts"] = manifest["experts"][:1]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert ExpertStore(out).num_experts == 1 and not ExpertStore(out).complete
+    resumed = train_trajectories(digits, out_dir=out, **TRAJ)
+    assert resumed.complete and torch.equal(resumed.trajectory(1), trajectories.trajectory(1))
+    assert resumed.entries == trajectories.entries
+    # other settings in the same directory are refused, naming what differs
+    with pytest.raises(ValueError, match=r"manifest\.json: experts stored here were trained with other settings "
+                                         r"\(differ in: arch, data_fingerprint, expert_epochs, num_params, param_spec, "
+                                         r"sample_shape\)"):
+        train_trajectories(load_digits(seed=0, flatten=True), out_dir=out, num_trajectories=2, epochs=2, quiet=True)
+    # a truncated expert file: a clear error naming the file, when opening the store and when resuming
+    path = out / "expert_001.safetensors"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(RuntimeError, match="traj.safetensors"):
-        ExpertTrajectories.load(path)
+    with pytest.raises(ValueError, match=r"expert_001\.safetensors: truncated or corrupt expert file"):
+        ExpertStore(out)
+    with pytest.raises(ValueError, match=r"expert_001\.safetensors: truncated or corrupt expert file"):
+        train_trajectories(digits, out_dir=out, **TRAJ)
+    # a forecasting-shaped metric set is not a classifier's entry
+    manifest = json.loads((trajectories.out_dir / "manifest.json").read_text())
+    del manifest["experts"][0]["test_acc"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="malformed expert entry"):
+        ExpertStore(bad)
 
 
 # --- loss terms against plain implementations ---------------------------------------------------
@@ -140,7 +196,7 @@ def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
     """The first TGDD update of class 0 equals plain SGD on ||mu_real - mu_syn||^2 + alpha * F / 2048 * CE."""
     ipc, lr = 3, 0.1
     net = trajectories.network()
-    result = distill(digits, ipc=ipc, method="tgdd", trajectories=trajectories, iterations=1, lr_per_sample=lr,
+    result = distill(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
                      batch_real=10_000, quiet=True)
     # replay the run's random draws: trajectory, stage, expert stage
     g = torch.Generator().manual_seed(0)
@@ -150,16 +206,17 @@ def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
     x0, _ = digits.random_subset(ipc, seed=0)
     s = x0[:ipc].clone().requires_grad_(True)
     real = digits.train_x[digits.train_y == 0]
-    enc, exp = trajectories.snapshots[i, j], trajectories.snapshots[i, j2]
-    match = ((functional_embed(net, enc, real).mean(0) - functional_embed(net, enc, s).mean(0)) ** 2).sum()
-    ce = F.cross_entropy(functional_logits(net, exp, s), torch.zeros(ipc, dtype=torch.int64))
+    enc, exp = trajectories.trajectory(i)[j], trajectories.trajectory(i)[j2]
+    real_feat, syn_feat = (functional_forward(net, enc, v, method="embed") for v in (real, s))
+    match = ((real_feat.mean(0) - syn_feat.mean(0)) ** 2).sum()
+    ce = F.cross_entropy(functional_forward(net, exp, s), torch.zeros(ipc, dtype=torch.int64))
     weight = 2.5 * net.embed_dim / 2048             # alpha for a small set, rescaled to the 2048-feature reference
     (match + weight * ce).backward()
     expected = x0[:ipc] - lr * ipc * s.grad       # first SGD-momentum step: buffer = gradient
     torch.testing.assert_close(result.x[:ipc], expected, rtol=1e-4, atol=1e-5)
     assert result.settings["alpha"] == 2.5 and result.settings["constraint_weight"] == pytest.approx(weight)
     assert result.settings["lr_per_class"] == lr * ipc
-    unscaled = distill(digits, ipc=ipc, method="tgdd", trajectories=trajectories, iterations=1, lr_per_sample=lr,
+    unscaled = distill(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
                        alpha_reference_features=None, quiet=True)
     assert unscaled.settings["constraint_weight"] == 2.5 and not torch.equal(unscaled.x, result.x)
 
@@ -168,40 +225,42 @@ def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
 @pytest.mark.parametrize("method", ["dm", "tgdd"])
 def test_few_iterations_reduce_matching_loss(method, digits, trajectories):
     init_x, init_y = digits.random_subset(5, seed=0)
-    result = distill(digits, ipc=5, method=method, trajectories=trajectories, iterations=15, quiet=True)
+    result = distill(digits, ipc=5, method=method, experts=trajectories, iterations=15, quiet=True)
     assert result.x.shape == (50, 1, 8, 8) and torch.equal(result.y, init_y)
     assert len(result.matching) == 15 and all(math.isfinite(v) for v in result.matching)
     assert len(result.constraint) == (15 if method == "tgdd" else 0)
     net = trajectories.network()
     if method == "tgdd":
-        encoders = [trajectories.snapshots[i, j] for i in range(2) for j in range(4)]
+        encoders = [trajectories.trajectory(i)[j] for i in range(2) for j in range(4)]
     else:
         encoders = [flat_params(build_network("convnet", (1, 8, 8), 10, seed=100 + k)) for k in range(4)]
     before = sum(matching_loss(init_x, init_y, digits, net, e) for e in encoders)
     after = sum(matching_loss(result.x, result.y, digits, net, e) for e in encoders)
     assert after < 0.7 * before, (before, after)
-    again = distill(digits, ipc=5, method=method, trajectories=trajectories, iterations=15, quiet=True)
+    again = distill(digits, ipc=5, method=method, experts=trajectories, iterations=15, quiet=True)
     assert torch.equal(again.x, result.x)                        # seeded
 
 
-def test_distill_on_vectors_with_mlp():
+def test_distill_on_vectors_with_mlp(tmp_path):
     data = load_digits(seed=0, flatten=True)
-    traj = train_trajectories(data, num_trajectories=1, epochs=2, quiet=True)
-    assert traj.arch == "mlp"
-    result = distill(data, ipc=2, method="tgdd", trajectories=traj, iterations=3, quiet=True)
+    traj = train_trajectories(data, num_trajectories=1, epochs=2, quiet=True, out_dir=tmp_path)
+    assert traj.settings["arch"] == "mlp" and traj.trajectory(0).shape == (3, traj.settings["num_params"])
+    result = distill(data, ipc=2, method="tgdd", experts=traj, iterations=3, quiet=True)
     assert result.x.shape == (20, 64) and all(math.isfinite(v) for v in result.matching)
 
 
-def test_distill_argument_errors(digits, trajectories):
-    with pytest.raises(ValueError, match="trajectories"):
+def test_distill_argument_errors(digits, trajectories, experts):
+    with pytest.raises(ValueError, match="experts"):
         distill(digits, ipc=1, method="tgdd", iterations=1, quiet=True)
     with pytest.raises(ValueError, match="method"):
         distill(digits, ipc=1, method="mtt", iterations=1, quiet=True)
     with pytest.raises(ValueError, match="ipc"):
         distill(digits, ipc=0, method="dm", iterations=1, quiet=True)
     flat_data = load_digits(flatten=True)
-    with pytest.raises(ValueError, match="trajectories"):
-        distill(flat_data, ipc=1, method="tgdd", trajectories=trajectories, iterations=1, quiet=True)
+    with pytest.raises(ValueError, match="experts: trained on samples"):
+        distill(flat_data, ipc=1, method="tgdd", experts=trajectories, iterations=1, quiet=True)
+    with pytest.raises(ValueError, match="holds forecasting experts"):    # the forecasting DLinear experts
+        distill(digits, ipc=1, method="tgdd", experts=experts, iterations=1, quiet=True)
 
 
 def test_evaluate_synthetic(digits):

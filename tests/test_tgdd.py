@@ -101,7 +101,7 @@ def test_ddtime_terms_change_the_update(data, experts):
 
 
 # --- classification: TGDD vs a random real subset -------------------------------------------------
-def test_tgdd_beats_random_subset_on_digits():
+def test_tgdd_beats_random_subset_on_digits(tmp_path):
     """Short run (about 15 s on one thread). Accuracy gains over the random subset seen with
     data/run seeds 0, 1, 2, 3: +1.5, +0.6, +4.0, +2.1 points; the test uses seed 0."""
     pytest.importorskip("sklearn")
@@ -109,9 +109,9 @@ def test_tgdd_beats_random_subset_on_digits():
     from ddtime.driver.classification import evaluate_synthetic, load_digits, train_trajectories
 
     digits = load_digits(seed=0)
-    trajectories = train_trajectories(digits, num_trajectories=3, epochs=8, quiet=True)
+    trajectories = train_trajectories(digits, num_trajectories=3, epochs=8, quiet=True, out_dir=tmp_path)
     x, y = digits.random_subset(10, seed=0)       # = the synthetic set's initialisation
-    result = cdistill(digits, ipc=10, method="tgdd", trajectories=trajectories, iterations=100, quiet=True)
+    result = cdistill(digits, ipc=10, method="tgdd", experts=trajectories, iterations=100, quiet=True)
     random_acc = evaluate_synthetic(x, y, digits, seeds=(0, 1), epochs=150)["mean"]
     tgdd_acc = evaluate_synthetic(result.x, result.y, digits, seeds=(0, 1), epochs=150)["mean"]
     assert tgdd_acc > random_acc + 0.005, (tgdd_acc, random_acc)

@@ -5,11 +5,12 @@ Every iteration and for every class c (one synthetic update per class per iterat
 - DM: a freshly initialised encoder (seed drawn from the run's generator, one per iteration)
   embeds a batch of real samples of class c and the synthetic samples of class c; the loss is
   the squared distance of the two mean embeddings.
-- TGDD: draw a trajectory i and a stage j uniformly (0 <= j < M); snapshot j is the encoder of
-  the same matching loss. A second snapshot j' is drawn uniformly from the expert region
-  ``j .. min(j + region, M - 1)`` (region 6) and adds ``alpha * (F / 2048) * CE(f_j'(x_syn_c), c)``;
-  alpha defaults to 2.5 for at most 10 samples per class, else 0.5
-  (:func:`ddtime.driver.distill.matching.default_alpha`).
+- TGDD: draw a stored expert trajectory i of the :class:`~ddtime.driver.experts.store.ExpertStore`
+  (:func:`ddtime.driver.classification.train_trajectories`) and a stage j uniformly
+  (0 <= j < M = epochs + 1); snapshot j is the encoder of the same matching loss. A second
+  snapshot j' is drawn uniformly from the expert region ``j .. min(j + region, M - 1)``
+  (region 6) and adds ``alpha * (F / 2048) * CE(f_j'(x_syn_c), c)``; alpha defaults to 2.5 for
+  at most 10 samples per class, else 0.5 (:func:`ddtime.driver.distill.matching.default_alpha`).
 
 Constraint weight and feature width: the matching term sums over the F features of the
 embedding, the cross-entropy does not, so alpha's effect depends on F. TGDD's ConvNets
@@ -41,9 +42,10 @@ from tqdm.auto import tqdm
 
 from ddtime.driver.classification.data import ClassificationData
 from ddtime.driver.classification.matching import constraint_cross_entropy
+from ddtime.driver.classification.networks import build_network
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance
-from ddtime.driver.classification.networks import build_network, flat_params, functional_embed, functional_logits
-from ddtime.driver.classification.trajectories import ExpertTrajectories
+from ddtime.driver.experts.store import ExpertStore
+from ddtime.driver.models.params import flat_params, functional_forward
 
 __all__ = ["DistillResult", "distill", "matching_loss"]
 
@@ -69,20 +71,28 @@ class DistillResult:
     settings: dict = field(default_factory=dict)
 
 
+def _embed(net: torch.nn.Module, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Features ``(batch, F)`` of ``x`` under the flat parameters ``flat [P]``."""
+    return functional_forward(net, flat, x, method="embed")
+
+
 def _real_batch(x: torch.Tensor, idx: torch.Tensor, batch: int, g: torch.Generator) -> torch.Tensor:
     return x[idx[torch.randperm(idx.numel(), generator=g)[:batch]]]
 
 
 def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
-            trajectories: ExpertTrajectories | None = None, iterations: int = 1000, lr_per_sample: float | None = None,
+            experts: ExpertStore | None = None, iterations: int = 1000, lr_per_sample: float | None = None,
             momentum: float = 0.5, batch_real: int = 256, alpha: float | None = None,
             alpha_reference_features: int | None = 2048, region: int = 6,
             arch: str = "auto", net_kwargs: dict | None = None, seed: int = 0, quiet: bool = False) -> DistillResult:
     """Distil ``data``'s training split into ``ipc`` samples per class with ``method`` ("dm" or "tgdd").
 
     Args:
-        trajectories: TGDD's experts; their architecture is the encoder's (``arch`` and
-            ``net_kwargs`` then are ignored). DM uses ``arch``/``net_kwargs`` for its random encoders.
+        experts: TGDD's expert trajectories, an :class:`ExpertStore` of classifiers
+            (:func:`~ddtime.driver.classification.train_trajectories`); their architecture is the
+            encoder's (``arch`` and ``net_kwargs`` then are ignored). All trajectories are read
+            once, before the timed loop (:meth:`ExpertStore.trajectories`, ``[N, M, P]``, kept by
+            the store for later runs). DM ignores them and uses ``arch``/``net_kwargs`` for its random encoders.
         iterations: outer iterations, each one update per class.
         lr_per_sample: per-class learning rate = ``lr_per_sample * ipc`` (None: 0.1 TGDD, 1.0 DM).
         momentum: SGD momentum of the synthetic data.
@@ -102,12 +112,19 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
         raise ValueError(f"iterations, region, batch_real: expected >= 0, >= 0, >= 1, got {iterations}, {region}, "
                          f"{batch_real}")
     if method == "tgdd":
-        if trajectories is None:
-            raise ValueError("trajectories: method 'tgdd' needs expert trajectories (train_trajectories)")
-        if tuple(trajectories.sample_shape) != data.sample_shape or trajectories.num_classes != data.num_classes:
-            raise ValueError(f"trajectories: trained on samples {tuple(trajectories.sample_shape)} with "
-                             f"{trajectories.num_classes} classes, data has {data.sample_shape} and {data.num_classes}")
-        template = trajectories.network()
+        if experts is None:
+            raise ValueError("experts: method 'tgdd' needs an ExpertStore of classifier trajectories "
+                             "(train_trajectories)")
+        if experts.task != "classification":
+            raise ValueError(f"experts: {experts.out_dir} holds {experts.task} experts, method 'tgdd' here needs "
+                             "classifier trajectories (train_trajectories)")
+        shape, classes = tuple(experts.settings["sample_shape"]), experts.settings["num_classes"]
+        if shape != data.sample_shape or classes != data.num_classes:
+            raise ValueError(f"experts: trained on samples {shape} with {classes} classes, data has "
+                             f"{data.sample_shape} and {data.num_classes}")
+        template = experts.network()
+        snapshots = experts.trajectories()  # [N, M, P]
+        num_experts, m = snapshots.shape[:2]
         alpha = default_alpha(ipc) if alpha is None else float(alpha)
         scale = 1.0 if alpha_reference_features is None else template.embed_dim / alpha_reference_features
         weight = alpha * scale
@@ -130,11 +147,10 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
     result = DistillResult(init_x, torch.arange(data.num_classes).repeat_interleave(ipc))
     for _ in tqdm(range(iterations), desc=f"distill {method}", disable=quiet):
         if method == "tgdd":
-            i = int(torch.randint(trajectories.num_trajectories, (1,), generator=g))
-            m = trajectories.num_snapshots
+            i = int(torch.randint(num_experts, (1,), generator=g))
             j = int(torch.randint(m, (1,), generator=g))
             j2 = int(torch.randint(j, min(j + region, m - 1) + 1, (1,), generator=g))
-            encoder, expert = trajectories.snapshots[i, j], trajectories.snapshots[i, j2]
+            encoder, expert = snapshots[i, j], snapshots[i, j2]
         else:
             net_seed = int(torch.randint(2 ** 62, (1,), generator=g))
             encoder = flat_params(build_network(arch, data.sample_shape, data.num_classes, seed=net_seed,
@@ -142,11 +158,11 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
         match_sum, constraint_sum = 0.0, 0.0
         for c, (s, opt) in enumerate(zip(syn, opts)):
             with torch.no_grad():
-                real_feat = functional_embed(template, encoder, _real_batch(data.train_x, class_idx[c], batch_real, g))
-            match = mean_embedding_distance(real_feat, functional_embed(template, encoder, s))
+                real_feat = _embed(template, encoder, _real_batch(data.train_x, class_idx[c], batch_real, g))
+            match = mean_embedding_distance(real_feat, _embed(template, encoder, s))
             loss = match
             if method == "tgdd":
-                constraint = constraint_cross_entropy(functional_logits(template, expert, s), c)
+                constraint = constraint_cross_entropy(functional_forward(template, expert, s), c)
                 loss = loss + weight * constraint
                 constraint_sum += float(constraint.detach())
             opt.zero_grad(set_to_none=True)
@@ -161,7 +177,7 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
     result.settings = {"method": method, "ipc": ipc, "iterations": iterations, "lr_per_sample": lr_per_sample,
                        "lr_per_class": lr_per_sample * ipc, "momentum": momentum, "batch_real": batch_real,
                        "alpha": alpha, "constraint_weight": weight, "region": region if method == "tgdd" else None,
-                       "seed": seed, "arch": trajectories.arch if method == "tgdd" else arch}
+                       "seed": seed, "arch": experts.settings["arch"] if method == "tgdd" else arch}
     return result
 
 
@@ -175,6 +191,6 @@ def matching_loss(x: torch.Tensor, y: torch.Tensor, data: ClassificationData, ne
     for c, idx in enumerate(data.class_indices()):
         s = x[y == c]
         if s.shape[0]:
-            total += float(mean_embedding_distance(functional_embed(net, flat, data.train_x[idx]),
-                                                   functional_embed(net, flat, s)))
+            total += float(mean_embedding_distance(_embed(net, flat, data.train_x[idx]),
+                                                   _embed(net, flat, s)))
     return total

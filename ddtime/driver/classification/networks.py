@@ -1,4 +1,4 @@
-"""Small classifiers used as encoders and experts, and functional (flat-parameter) calls.
+"""Small classifiers used as encoders and experts.
 
 ``ConvNet``: ``depth`` blocks of conv3x3 -> instance norm (``GroupNorm(width, width)``, affine)
 -> ReLU -> 2x2 average pooling, then a linear head, as in DM/MTT (width 128, depth 3 for 32x32
@@ -6,15 +6,16 @@ there; defaults here width 32, depth 2 for 8x8 inputs, leaving 2x2 maps). ``MLP`
 Linear -> ReLU layers and a linear head, for feature vectors.
 
 Every network has ``forward(x) -> logits [B, K]`` and ``embed(x) -> features [B, F]`` (the
-input of the head). Flat parameters are the concatenation of ``named_parameters()`` in order.
+input of the head). Flat-parameter calls are the forecasting models' (:mod:`ddtime.driver.models.params`):
+``flat_params(net) -> [P]`` in ``named_parameters()`` order, ``functional_forward(net, flat, x)``
+for the logits and ``functional_forward(net, flat, x, method="embed")`` for the features.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["ConvNet", "MLP", "build_network", "flat_params", "unflatten_params", "functional_logits",
-           "functional_embed"]
+__all__ = ["ConvNet", "MLP", "build_network", "resolve_arch"]
 
 
 class ConvNet(nn.Module):
@@ -83,6 +84,13 @@ class MLP(nn.Module):
         return self.head(self.embed(x))
 
 
+def resolve_arch(arch: str, sample_shape: tuple[int, ...]) -> str:
+    """``"auto"`` -> ``"convnet"`` for image samples ``(C, H, W)``, else ``"mlp"``; other names unchanged."""
+    if arch == "auto":
+        return "convnet" if len(sample_shape) == 3 else "mlp"
+    return arch
+
+
 def build_network(arch: str, sample_shape: tuple[int, ...], num_classes: int, *, seed: int | None = None,
                   **kwargs) -> nn.Module:
     """``arch`` in ``{"convnet", "mlp", "auto"}`` ("auto": ConvNet for images, MLP for vectors).
@@ -90,8 +98,7 @@ def build_network(arch: str, sample_shape: tuple[int, ...], num_classes: int, *,
     ``seed`` fixes the initial weights (torch's default init drawn from a seeded generator).
     Extra keyword arguments (``width``, ``depth``) go to the network.
     """
-    if arch == "auto":
-        arch = "convnet" if len(sample_shape) == 3 else "mlp"
+    arch = resolve_arch(arch, sample_shape)
     if arch == "convnet":
         if len(sample_shape) != 3:
             raise ValueError(f"arch: 'convnet' needs image samples (C, H, W), got sample shape {sample_shape}")
@@ -105,42 +112,3 @@ def build_network(arch: str, sample_shape: tuple[int, ...], num_classes: int, *,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(first, num_classes, **kwargs)
-
-
-def flat_params(net: nn.Module) -> torch.Tensor:
-    """Detached copy of all parameters, flattened in ``named_parameters()`` order: ``[P]``."""
-    return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).clone()
-
-
-def unflatten_params(net: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Views of ``flat [P]`` shaped like ``net``'s parameters (keeps the autograd graph)."""
-    total = sum(p.numel() for p in net.parameters())
-    if flat.dim() != 1 or flat.numel() != total:
-        raise ValueError(f"flat: expected a 1-D tensor of {total} parameters, got shape {tuple(flat.shape)}")
-    out, offset = {}, 0
-    for name, p in net.named_parameters():
-        out[name] = flat[offset: offset + p.numel()].view_as(p)
-        offset += p.numel()
-    return out
-
-
-class _Embedding(nn.Module):
-    """Wraps a network so that ``forward`` is its ``embed`` (for ``functional_call``)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.embed(x)
-
-
-def functional_logits(net: nn.Module, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``net(x)`` with the parameters in ``flat [P]``: logits ``(batch, K)``."""
-    return torch.func.functional_call(net, unflatten_params(net, flat), (x,))
-
-
-def functional_embed(net: nn.Module, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``net.embed(x)`` with the parameters in ``flat [P]``: features ``(batch, F)``."""
-    params = {f"net.{k}": v for k, v in unflatten_params(net, flat).items()}
-    return torch.func.functional_call(_Embedding(net), params, (x,))

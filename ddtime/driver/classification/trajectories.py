@@ -1,109 +1,102 @@
-"""Expert trajectories of classifiers: per-epoch flat parameters of N independently trained networks.
+"""Expert trajectories of classifiers, trained into the expert store of :mod:`ddtime.driver.experts.store`.
 
-TGDD's default is N = 5 trajectories; each holds M = epochs + 1 snapshots (snapshot 0 is the
-initial weights). Expert ``i`` starts from weights seeded with ``seed + i`` and sees its own
-data order; training follows :func:`ddtime.driver.classification.evaluate.train_classifier` without
-the learning-rate decay (constant-lr trajectories, as MTT's buffers).
+An expert directory holds ``manifest.json`` and ``expert_NNN.safetensors``, each expert's
+trajectory float32 ``[epochs + 1, P]`` (row 0 = the initial weights, row e = after epoch e; P
+in ``named_parameters()`` order), read back with :class:`~ddtime.driver.experts.store.ExpertStore`
+(``trajectory(i)``, ``trajectories()`` ``[N, M, P]``, ``network()``, ``build_expert(i, epoch=...)``). The
+settings (:func:`trajectory_settings`) carry ``"task": "classification"``; manifest entries hold
+each expert's final test accuracy (``test_acc``).
+
+TGDD's default is N = 5 trajectories. Expert ``i`` starts from weights seeded with ``seed + i``
+and sees its own data order; training follows
+:func:`ddtime.driver.classification.evaluate.train_classifier` without the learning-rate decay
+(constant-lr trajectories, as MTT's buffers).
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+import hashlib
+import math
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.classification.data import ClassificationData
 from ddtime.driver.classification.evaluate import accuracy, train_classifier
-from ddtime.driver.classification.networks import build_network, flat_params
+from ddtime.driver.classification.networks import build_network, resolve_arch
+from ddtime.driver.experts.store import ExpertStore, ExpertWriter, exclusive
+from ddtime.driver.models.params import flat_params, param_spec
 
-__all__ = ["ExpertTrajectories", "train_trajectories"]
-
-
-@dataclass
-class ExpertTrajectories:
-    """``snapshots [N, M, P]``: N trajectories of M flat-parameter snapshots of ``build_network(arch, ...)``.
-
-    Attributes:
-        arch, sample_shape, num_classes, net_kwargs: rebuild the template network with :meth:`network`.
-        snapshots: float32 ``[N, M, P]``.
-        test_acc: final test accuracy of each expert (for reports).
-    """
-
-    arch: str
-    sample_shape: tuple[int, ...]
-    num_classes: int
-    snapshots: torch.Tensor
-    net_kwargs: dict = field(default_factory=dict)
-    test_acc: list[float] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.snapshots.dim() != 3 or self.snapshots.shape[1] < 1:
-            raise ValueError(f"snapshots: expected [N, M, P] with M >= 1, got shape {tuple(self.snapshots.shape)}")
-        n_params = sum(p.numel() for p in self.network().parameters())
-        if self.snapshots.shape[2] != n_params:
-            raise ValueError(f"snapshots: expected P = {n_params} parameters of {self.arch}, "
-                             f"got {self.snapshots.shape[2]}")
-
-    @property
-    def num_trajectories(self) -> int:
-        return self.snapshots.shape[0]
-
-    @property
-    def num_snapshots(self) -> int:
-        return self.snapshots.shape[1]
-
-    def network(self) -> torch.nn.Module:
-        """A template network of the experts' architecture (weights irrelevant; use with flat params)."""
-        return build_network(self.arch, self.sample_shape, self.num_classes, seed=0, **self.net_kwargs)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a safetensors file atomically (``path.tmp``, fsync, ``os.replace``)."""
-        from safetensors.torch import save
-
-        meta = {"arch": self.arch, "sample_shape": json.dumps(list(self.sample_shape)),
-                "num_classes": str(self.num_classes), "net_kwargs": json.dumps(self.net_kwargs),
-                "test_acc": json.dumps(self.test_acc)}
-        blob = save({"snapshots": self.snapshots.contiguous()}, metadata=meta)
-        atomic_write_bytes(path, blob)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "ExpertTrajectories":
-        """Read a file written by :meth:`save`; a truncated or foreign file raises ``RuntimeError`` naming it."""
-        from safetensors import safe_open
-
-        try:
-            with safe_open(os.fspath(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-                snapshots = fh.get_tensor("snapshots")
-            return cls(meta["arch"], tuple(json.loads(meta["sample_shape"])), int(meta["num_classes"]), snapshots,
-                       json.loads(meta["net_kwargs"]), json.loads(meta["test_acc"]))
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise RuntimeError(f"{os.fspath(path)}: not a readable expert-trajectory file ({exc})") from exc
+__all__ = ["train_trajectories", "trajectory_settings", "classification_fingerprint"]
 
 
-def train_trajectories(data: ClassificationData, *, arch: str = "auto", num_trajectories: int = 5, epochs: int = 20,
-                       lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 64,
-                       seed: int = 0, net_kwargs: dict | None = None, quiet: bool = False) -> ExpertTrajectories:
-    """Train ``num_trajectories`` experts on ``data``'s training split for ``epochs`` epochs each.
+def classification_fingerprint(data: ClassificationData) -> str:
+    """sha256 (16 hex digits) of both splits (samples and labels) and the number of classes."""
+    h = hashlib.sha256()
+    h.update(repr((tuple(data.train_x.shape), tuple(data.test_x.shape), data.num_classes)).encode())
+    for t in (data.train_x, data.train_y, data.test_x, data.test_y):
+        h.update(t.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
-    Returns :class:`ExpertTrajectories` with ``snapshots [num_trajectories, epochs + 1, P]``.
+
+def trajectory_settings(data: ClassificationData, *, arch: str, net_kwargs: dict | None, epochs: int, lr: float,
+                        momentum: float, weight_decay: float, batch_size: int, seed: int) -> dict:
+    """Everything that determines a classifier's trajectory, as stored in the manifest."""
+    arch = resolve_arch(arch, data.sample_shape)
+    net_kwargs = dict(sorted((net_kwargs or {}).items()))
+    spec = param_spec(build_network(arch, data.sample_shape, data.num_classes, seed=0, **net_kwargs))
+    return {
+        "task": "classification",
+        "dataset": data.name,
+        "sample_shape": list(data.sample_shape),
+        "num_classes": data.num_classes,
+        "data_fingerprint": classification_fingerprint(data),
+        "arch": arch,
+        "net_kwargs": net_kwargs,
+        "expert_epochs": epochs,
+        "optimizer": "sgd",
+        "lr": float(lr),
+        "momentum": float(momentum),
+        "weight_decay": float(weight_decay),
+        "batch_size": batch_size,
+        "seed": seed,
+        "param_spec": [[name, list(shape)] for name, shape in spec],
+        "num_params": sum(math.prod(shape) for _, shape in spec),
+    }
+
+
+def train_trajectories(data: ClassificationData, *, out_dir, arch: str = "auto", num_trajectories: int = 5,
+                       epochs: int = 20, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
+                       batch_size: int = 64, seed: int = 0, net_kwargs: dict | None = None,
+                       quiet: bool = False) -> ExpertStore:
+    """Train (or resume) ``num_trajectories`` experts on ``data``'s training split into ``out_dir``.
+
+    Each expert trains ``epochs`` epochs; its trajectory ``[epochs + 1, P]`` and final test
+    accuracy are written atomically as soon as it is done. Experts already stored in
+    ``out_dir`` with the same settings are kept (a killed run resumes); a manifest with other
+    settings raises ``ValueError``; a second process training into ``out_dir`` at the same time
+    raises :class:`~ddtime.driver.experts.store.ExpertDirectoryBusy`.
+    Returns the :class:`ExpertStore` of ``out_dir``.
     """
     if num_trajectories < 1 or epochs < 1:
         raise ValueError(f"num_trajectories, epochs: expected >= 1, got {num_trajectories}, {epochs}")
-    net_kwargs = dict(net_kwargs or {})
-    trajs, accs = [], []
-    for i in tqdm(range(num_trajectories), desc="experts", disable=quiet):
-        net = build_network(arch, data.sample_shape, data.num_classes, seed=seed + i, **net_kwargs)
-        snaps = [flat_params(net)]
-        train_classifier(net, data.train_x, data.train_y, epochs=epochs, lr=lr, momentum=momentum,
-                         weight_decay=weight_decay, batch_size=batch_size, seed=seed + i, decay_at_half=False,
-                         on_epoch_end=lambda _epoch, n: snaps.append(flat_params(n)))
-        trajs.append(torch.stack(snaps))
-        accs.append(accuracy(net, data.test_x, data.test_y))
-    resolved = "convnet" if arch == "auto" and len(data.sample_shape) == 3 else ("mlp" if arch == "auto" else arch)
-    return ExpertTrajectories(resolved, data.sample_shape, data.num_classes, torch.stack(trajs), net_kwargs, accs)
+    settings = trajectory_settings(data, arch=arch, net_kwargs=net_kwargs, epochs=epochs, lr=lr, momentum=momentum,
+                                   weight_decay=weight_decay, batch_size=batch_size, seed=seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(out_dir):
+        writer = ExpertWriter(out_dir, settings, num_trajectories)
+        writer.write_manifest()
+        todo = [i for i in range(num_trajectories) if i not in writer.done]
+        for i in tqdm(todo, desc="experts", disable=quiet):
+            net = build_network(settings["arch"], data.sample_shape, data.num_classes, seed=seed + i,
+                                **settings["net_kwargs"])
+            snaps = [flat_params(net)]
+            train_classifier(net, data.train_x, data.train_y, epochs=epochs, lr=lr, momentum=momentum,
+                             weight_decay=weight_decay, batch_size=batch_size, seed=seed + i, decay_at_half=False,
+                             on_epoch_end=lambda _epoch, n: snaps.append(flat_params(n)))
+            trajectory = torch.stack(snaps)
+            if not torch.isfinite(trajectory).all():
+                raise RuntimeError(f"expert {i} diverged (non-finite parameters); lower lr (got {lr})")
+            writer.add(i, trajectory, seed=seed + i, metrics={"test_acc": accuracy(net, data.test_x, data.test_y)})
+    return ExpertStore(out_dir)

@@ -1,19 +1,27 @@
-"""The on-disk expert store: layout, settings, validation, and read access (:class:`ExpertStore`).
+"""The on-disk expert store: layout, settings, validation, writing (:class:`ExpertWriter`) and read
+access (:class:`ExpertStore`), for forecasting models and classifiers alike.
 
-Layout of an expert directory (written by :func:`ddtime.driver.experts.train_experts`)::
+Layout of an expert directory (written by :func:`ddtime.driver.experts.train_experts` for
+forecasting, :func:`ddtime.driver.classification.train_trajectories` for classifiers)::
 
     .lock                     held (flock) by the process training into the directory
     manifest.json             {"format", "settings", "settings_hash", "num_experts", "experts": [...]}
     expert_000.safetensors    "trajectory": float32 [expert_epochs + 1, P] (row 0 = initial parameters),
-                              metadata: settings_hash, expert index, seed, test_mse, test_mae
+                              metadata: settings_hash, expert index, seed, the task's metrics
     ...
 
-Every file is written atomically (``*.tmp``, fsync, ``os.replace``), so an expert file is
-complete or absent. A settings mismatch (other data, model, optimizer, ...), a truncated or
-corrupt file or a wrong shape raises an error naming the file.
+The settings say which model family the experts are (:func:`task_of`): forecasting settings
+(:func:`expert_settings`) have no ``"task"`` key, classifier settings have ``"task":
+"classification"``. The format and its checks are the same for both; only the metrics of a
+manifest entry (:data:`ENTRY_METADATA`) and the template network (:meth:`ExpertStore.network`)
+depend on the task. Every file is written atomically (``*.tmp``, fsync, ``os.replace``), so an
+expert file is complete or absent. A settings mismatch (other data, model, optimizer, ...), a
+truncated or corrupt file or a wrong shape raises an error naming the file.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -24,17 +32,28 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.models import assign_flat_params, build_model, param_spec
 
-__all__ = ["ExpertStore", "FORMAT_VERSION", "MANIFEST", "EXPERT_OPTIMIZERS", "expert_file", "expert_settings",
+__all__ = ["ExpertStore", "ExpertWriter", "ExpertDirectoryBusy", "exclusive", "FORMAT_VERSION", "MANIFEST",
+           "EXPERT_OPTIMIZERS", "TASKS", "ENTRY_METADATA", "task_of", "expert_file", "expert_settings",
            "settings_hash", "data_fingerprint", "read_manifest", "write_manifest", "scan_experts"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 EXPERT_FILE = re.compile(r"^expert_(\d{3,})\.safetensors$")
 EXPERT_OPTIMIZERS = ("sgd", "sam")
+TASKS = ("forecasting", "classification")
+# task -> (metadata fields every expert file has, a group of fields that are all present or all
+# absent), each field with its type; the manifest entry of an expert is index, file and these.
+ENTRY_METADATA = {
+    "forecasting": ({"seed": int, "test_mse": float, "test_mae": float, "train_loss": float},
+                    {"teacher_epoch": int, "teacher_test_mse": float}),
+    "classification": ({"seed": int, "test_acc": float}, {}),
+}
+_MANIFEST_ENTRY_KEYS = {"forecasting": ("test_mse", "test_mae"), "classification": ("test_acc",)}
 
 
 def expert_file(i: int) -> str:
@@ -99,6 +118,14 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def task_of(settings: dict) -> str:
+    """The model family of a settings dict: its ``"task"``, ``"forecasting"`` where it has none."""
+    task = settings.get("task", "forecasting")
+    if task not in TASKS:
+        raise ValueError(f"settings: task must be one of {', '.join(TASKS)}, got {task!r}")
+    return task
+
+
 # ----------------------------------------------------------------------------------------------
 # reading and validating
 def read_manifest(path: Path) -> dict:
@@ -116,8 +143,12 @@ def read_manifest(path: Path) -> dict:
         raise ValueError(f"{path}: expert manifest format {manifest['format']!r}, expected {FORMAT_VERSION}")
     if settings_hash(manifest["settings"]) != manifest["settings_hash"]:
         raise ValueError(f"{path}: settings_hash does not match the stored settings (edited or corrupt manifest)")
+    try:
+        keys = {"index", "file", *_MANIFEST_ENTRY_KEYS[task_of(manifest["settings"])]}
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     for entry in manifest["experts"]:
-        if not isinstance(entry, dict) or not {"index", "file", "test_mse", "test_mae"} <= set(entry):
+        if not isinstance(entry, dict) or not keys <= set(entry):
             raise ValueError(f"{path}: malformed expert entry {entry!r}")
     return manifest
 
@@ -148,31 +179,124 @@ def _read_header(path: Path, settings: dict, digest: str, index: int) -> dict:
     return meta
 
 
-def _entry_from_meta(path: Path, index: int, meta: dict) -> dict:
-    try:
-        entry = {"index": index, "file": expert_file(index), "seed": int(meta["seed"]),
-                 "test_mse": float(meta["test_mse"]), "test_mae": float(meta["test_mae"]),
-                 "train_loss": float(meta["train_loss"])}
-        if "teacher_epoch" in meta:
-            entry.update(teacher_epoch=int(meta["teacher_epoch"]), teacher_test_mse=float(meta["teacher_test_mse"]))
-        return entry
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"{path}: metadata lacks a valid {exc}") from None
+def _entry_from_meta(path: Path, index: int, meta: dict, task: str) -> dict:
+    """The manifest entry of an expert file from its metadata (:data:`ENTRY_METADATA` of ``task``)."""
+    required, group = ENTRY_METADATA[task]
+    fields = dict(required)
+    if group and next(iter(group)) in meta:
+        fields.update(group)
+    entry = {"index": index, "file": expert_file(index)}
+    for key, kind in fields.items():
+        try:
+            entry[key] = kind(meta[key])
+        except (KeyError, ValueError):
+            raise ValueError(f"{path}: metadata lacks a valid {key!r}") from None
+    return entry
 
 
 def scan_experts(out_dir: Path, settings: dict, digest: str) -> dict[int, dict]:
     """{index: manifest entry} for every expert file in ``out_dir`` (each validated)."""
+    task = task_of(settings)
     found = {}
     for path in sorted(out_dir.iterdir()):
         match = EXPERT_FILE.match(path.name)
         if match:
             index = int(match.group(1))
-            found[index] = _entry_from_meta(path, index, _read_header(path, settings, digest, index))
+            found[index] = _entry_from_meta(path, index, _read_header(path, settings, digest, index), task)
     return found
 
 
+# ----------------------------------------------------------------------------------------------
+# writing
+class ExpertDirectoryBusy(RuntimeError):
+    """Another process holds the expert directory's lock."""
+
+
+@contextlib.contextmanager
+def exclusive(out_dir: Path, *, enabled: bool = True):
+    """Hold ``out_dir/.lock`` (an exclusive ``flock``) while training, so that two processes cannot
+    write experts into one directory; the second is refused at once. The ranks of one torchrun
+    job share the directory by design (``enabled=False``)."""
+    if not enabled:
+        yield
+        return
+    with open(Path(out_dir) / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExpertDirectoryBusy(f"{out_dir}: another process is training experts into this directory "
+                                      "(its .lock is held); wait for it to finish or choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ExpertWriter:
+    """Writes the experts of one ``settings`` dict into ``out_dir``: one file per expert, the manifest.
+
+    On construction (nothing is written yet) an existing manifest must hold the same settings
+    (else ``ValueError`` naming the keys that differ); the run's size becomes the larger of
+    ``num_experts`` and the stored one, and ``done`` ({index: manifest entry}) lists the expert
+    files already there, each validated, so that a trainer skips them (resume). Hold
+    :func:`exclusive` around the writer's use.
+    """
+
+    def __init__(self, out_dir, settings: dict, num_experts: int):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.task = task_of(settings)
+        self.digest = settings_hash(settings)
+        self.manifest_path = self.out_dir / MANIFEST
+        self.num_experts = num_experts
+        if self.manifest_path.exists():
+            old = read_manifest(self.manifest_path)
+            if old["settings_hash"] != self.digest:
+                differ = sorted(k for k in set(old["settings"]) | set(settings)
+                                if old["settings"].get(k) != settings.get(k))
+                raise ValueError(f"{self.manifest_path}: experts stored here were trained with other settings "
+                                 f"(differ in: {', '.join(differ)}); use another out_dir or the same settings")
+            self.num_experts = max(num_experts, old["num_experts"])
+        self.done = scan_experts(self.out_dir, settings, self.digest)
+
+    def manifest(self) -> dict:
+        return {"format": FORMAT_VERSION, "settings": self.settings, "settings_hash": self.digest,
+                "num_experts": self.num_experts, "experts": [self.done[i] for i in sorted(self.done)]}
+
+    def write_manifest(self) -> None:
+        write_manifest(self.manifest_path, self.manifest())
+
+    def rescan(self) -> None:
+        """Re-read ``done`` from the files (after other processes wrote experts into the directory)."""
+        self.done = scan_experts(self.out_dir, self.settings, self.digest)
+
+    def add(self, index: int, trajectory: torch.Tensor, *, seed: int, metrics: dict,
+            update_manifest: bool = True) -> dict:
+        """Store expert ``index``: ``trajectory`` float32 ``[expert_epochs + 1, P]`` (row 0 = initial
+        parameters) into ``expert_NNN.safetensors`` (atomically) and, with ``update_manifest``,
+        rewrite the manifest. ``metrics``: the task's :data:`ENTRY_METADATA` fields but ``seed``
+        (in that order, stored with ``repr``). Returns the manifest entry."""
+        expected = (self.settings["expert_epochs"] + 1, self.settings["num_params"])
+        if tuple(trajectory.shape) != expected or trajectory.dtype != torch.float32:
+            raise ValueError(f"trajectory: expected float32 {list(expected)} (expert_epochs + 1, num_params), got "
+                             f"{trajectory.dtype} {list(trajectory.shape)}")
+        required, group = ENTRY_METADATA[self.task]
+        missing = sorted(set(required) - {"seed"} - set(metrics))
+        if missing:
+            raise ValueError(f"metrics: {self.task} experts need {', '.join(missing)}")
+        entry = {"index": index, "file": expert_file(index), "seed": seed, **metrics}
+        meta = {"settings_hash": self.digest, "expert": str(index), "seed": str(seed),
+                **{key: repr(value) for key, value in metrics.items()}}
+        atomic_write_bytes(self.out_dir / entry["file"], safetensors_bytes({"trajectory": trajectory}, metadata=meta))
+        self.done[index] = entry
+        if update_manifest:
+            self.write_manifest()
+        return entry
+
+
 class ExpertStore:
-    """Read access to a directory written by :func:`train_experts`.
+    """Read access to an expert directory (forecasting models or classifiers, :func:`task_of`).
 
     ``num_experts`` counts the stored (complete) experts; ``trajectory(i)`` with
     ``0 <= i < num_experts`` returns the i-th of them (``indices[i]`` is its expert index; the
@@ -184,6 +308,7 @@ class ExpertStore:
         self.manifest_path = self.out_dir / MANIFEST
         self.manifest = read_manifest(self.manifest_path)
         self.settings = self.manifest["settings"]
+        self.task = task_of(self.settings)
         self._digest = self.manifest["settings_hash"]
         self.entries = sorted(self.manifest["experts"], key=lambda e: e["index"])
         self.indices = [e["index"] for e in self.entries]
@@ -191,6 +316,7 @@ class ExpertStore:
             _read_header(self.out_dir / entry["file"], self.settings, self._digest, entry["index"])
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
+        self._stacked: torch.Tensor | None = None
 
     @property
     def num_experts(self) -> int:
@@ -203,6 +329,17 @@ class ExpertStore:
 
     def trajectory(self, i: int) -> torch.Tensor:
         """[expert_epochs + 1, P] float32 (CPU), row 0 = initial parameters."""
+        return self._load(i).clone()
+
+    def trajectories(self) -> torch.Tensor:
+        """[num_experts, expert_epochs + 1, P] float32: every stored trajectory, stacked on the first
+        call and kept (later calls return the same tensor: read it, do not modify it). For small
+        experts all drawn from at once, as classifier trajectories in TGDD."""
+        if self._stacked is None:
+            self._stacked = torch.stack([self._load(i) for i in range(self.num_experts)])
+        return self._stacked
+
+    def _load(self, i: int) -> torch.Tensor:
         try:
             i = operator.index(i)
         except TypeError:
@@ -222,7 +359,7 @@ class ExpertStore:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(i)
-        return self._cache[i].clone()
+        return self._cache[i]
 
     def teacher_epoch(self, i: int) -> int:
         """The teacher checkpoint of the i-th stored expert: its best epoch on validation (the last
@@ -233,12 +370,22 @@ class ExpertStore:
         """Mean test MSE of the experts' teacher checkpoints."""
         return sum(e.get("teacher_test_mse", e["test_mse"]) for e in self.entries) / len(self.entries)
 
+    def network(self) -> torch.nn.Module:
+        """A fresh model of the experts' architecture (its weights are not an expert's; use it with
+        flat parameters). Forecasting: ``build_model(model, ...)``; classification:
+        ``build_network(arch, sample_shape, num_classes, seed=0, **net_kwargs)``."""
+        s = self.settings
+        if self.task == "classification":
+            # imported here: the classification package imports this module
+            from ddtime.driver.classification.networks import build_network
+
+            return build_network(s["arch"], tuple(s["sample_shape"]), s["num_classes"], seed=0, **s["net_kwargs"])
+        return build_model(s["model"], seq_len=s["seq_len"], pred_len=s["pred_len"], channels=s["channels"],
+                           **s["model_kwargs"])
+
     def build_expert(self, i: int, *, epoch: int = -1, device="cpu") -> torch.nn.Module:
         """The model of the i-th stored expert with its parameters after ``epoch`` (-1 = last)."""
-        s = self.settings
-        net = build_model(s["model"], seq_len=s["seq_len"], pred_len=s["pred_len"], channels=s["channels"],
-                          **s["model_kwargs"])
-        return assign_flat_params(net, self.trajectory(i)[epoch]).to(device)
+        return assign_flat_params(self.network(), self.trajectory(i)[epoch]).to(device)
 
     def matches(self, **settings) -> bool:
         """True when every given setting equals the manifest's (``num_experts``: at least that many stored)."""
@@ -258,5 +405,6 @@ class ExpertStore:
         return True
 
     def __repr__(self) -> str:
-        return (f"ExpertStore({str(self.out_dir)!r}, model={self.settings['model']!r}, "
+        model = self.settings["arch" if self.task == "classification" else "model"]
+        return (f"ExpertStore({str(self.out_dir)!r}, task={self.task!r}, model={model!r}, "
                 f"experts={self.num_experts}/{self.manifest['num_experts']}, epochs={self.settings['expert_epochs']})")

@@ -3,8 +3,8 @@
 :func:`train_experts` trains ``num_experts`` models on the full training windows and stores every
 expert's parameters after every epoch, the initial ones included (SPEC section 4: DLinear,
 40 experts x 80 epochs, SGD lr 5e-4, momentum 0.9, batch 64; FTD: SAM with rho 0.05), into the
-layout of :mod:`ddtime.driver.experts.store`. Expert ``i`` uses seed ``seed + i`` for its
-initialisation and its shuffling order. The manifest is rewritten after each expert, so a
+layout of :mod:`ddtime.driver.experts.store` (written by its :class:`ExpertWriter`). Expert ``i``
+uses seed ``seed + i`` for its initialisation and its shuffling order. The manifest is rewritten after each expert, so a
 killed run resumes at the next unfinished expert; the directory is locked against a second process.
 
 Parallel: under ``torchrun`` (``torch.distributed`` initialised), rank r trains the experts
@@ -12,18 +12,14 @@ i with ``i % world_size == r``; rank 0 writes the manifest after a final barrier
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save as safetensors_bytes
 from tqdm.auto import tqdm
 
-from ddtime.driver.atomic import atomic_write_bytes
-from ddtime.driver.experts.store import (EXPERT_OPTIMIZERS, FORMAT_VERSION, MANIFEST, ExpertStore, expert_file,
-                                         expert_settings, read_manifest, scan_experts, settings_hash, write_manifest)
+from ddtime.driver.experts.store import (EXPERT_OPTIMIZERS, ExpertDirectoryBusy, ExpertStore, ExpertWriter,
+                                         exclusive, expert_settings)
 from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_params
 from ddtime.driver.training import DEFAULT_LR, evaluate, train_stacked
 
@@ -41,30 +37,6 @@ def _barrier() -> None:
         dist.barrier(device_ids=[torch.cuda.current_device()])
     else:
         dist.barrier()
-
-
-@contextlib.contextmanager
-def _exclusive(out_dir: Path, *, enabled: bool = True):
-    """Hold ``out_dir/.lock`` (an exclusive ``flock``) while training, so that two processes cannot
-    write experts into one directory; the second is refused at once. The ranks of one torchrun
-    job share the directory by design (``enabled=False``)."""
-    if not enabled:
-        yield
-        return
-    with open(out_dir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExpertDirectoryBusy(f"{out_dir}: another process is training experts into this directory "
-                                      "(its .lock is held); wait for it to finish or choose another --out") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class ExpertDirectoryBusy(RuntimeError):
-    """Another process holds the expert directory's lock."""
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -116,37 +88,19 @@ def train_experts(
     settings = expert_settings(data, model=model, model_kwargs=model_kwargs, expert_epochs=expert_epochs,
                                optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, rho=rho,
                                seed=seed)
-    digest = settings_hash(settings)
     rank, world = dist_rank_world()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out_dir, enabled=world == 1):
-        manifest_path = out_dir / MANIFEST
-
-        if manifest_path.exists():
-            old = read_manifest(manifest_path)
-            if old["settings_hash"] != digest:
-                differ = sorted(k for k in set(old["settings"]) | set(settings)
-                                if old["settings"].get(k) != settings.get(k))
-                raise ValueError(f"{manifest_path}: experts stored here were trained with other settings "
-                                 f"(differ in: {', '.join(differ)}); use another out_dir or the same settings")
-            num_target = max(num_experts, old["num_experts"])
-        else:
-            num_target = num_experts
-        done = scan_experts(out_dir, settings, digest)
-
-        def manifest() -> dict:
-            return {"format": FORMAT_VERSION, "settings": settings, "settings_hash": digest,
-                    "num_experts": num_target, "experts": [done[i] for i in sorted(done)]}
-
+    with exclusive(out_dir, enabled=world == 1):
+        writer = ExpertWriter(out_dir, settings, num_experts)  # checks the stored settings, lists stored experts
         if world > 1:
             _barrier()  # every rank has read the old manifest before rank 0 rewrites it
         if rank == 0:
-            write_manifest(manifest_path, manifest())
+            writer.write_manifest()
 
         if world > 1 and str(device).startswith("cuda"):
             device = torch.device("cuda", torch.cuda.current_device())
-        todo = [i for i in range(num_experts) if i % world == rank and i not in done]
+        todo = [i for i in range(num_experts) if i % world == rank and i not in writer.done]
         desc = "experts" if world == 1 else f"experts (rank {rank})"
         bar = tqdm(total=len(todo) * expert_epochs, desc=f"{desc} (epochs)", disable=quiet)
         test_windows = data.windows("test", stride=1)
@@ -179,18 +133,9 @@ def train_experts(
                 best = 1 + min(range(len(scores)), key=scores.__getitem__) if scores else expert_epochs
                 teacher = test if best == expert_epochs else evaluate(assign_flat_params(probe, trajectory[best]),
                                                                       test_windows, seq_len=data.seq_len, device=device)
-                entry = {"index": i, "file": expert_file(i), "seed": seed + i, "test_mse": test["mse"],
-                         "test_mae": test["mae"], "train_loss": loss[-1], "teacher_epoch": best,
-                         "teacher_test_mse": teacher["mse"]}
-                meta = {"settings_hash": digest, "expert": str(i), "seed": str(seed + i),
-                        "test_mse": repr(entry["test_mse"]), "test_mae": repr(entry["test_mae"]),
-                        "train_loss": repr(entry["train_loss"]), "teacher_epoch": str(best),
-                        "teacher_test_mse": repr(entry["teacher_test_mse"])}
-                payload = safetensors_bytes({"trajectory": trajectory}, metadata=meta)
-                atomic_write_bytes(out_dir / entry["file"], payload)
-                done[i] = entry
-                if world == 1:
-                    write_manifest(manifest_path, manifest())
+                entry = writer.add(i, trajectory, seed=seed + i, update_manifest=world == 1,
+                                   metrics={"test_mse": test["mse"], "test_mae": test["mae"], "train_loss": loss[-1],
+                                            "teacher_epoch": best, "teacher_test_mse": teacher["mse"]})
                 if on_expert_end is not None:
                     on_expert_end(i, entry)
         bar.close()
@@ -198,7 +143,7 @@ def train_experts(
         if world > 1:
             _barrier()
             if rank == 0:
-                done = scan_experts(out_dir, settings, digest)
-                write_manifest(manifest_path, manifest())
+                writer.rescan()
+                writer.write_manifest()
             _barrier()
     return ExpertStore(out_dir)
