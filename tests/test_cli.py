@@ -179,3 +179,15 @@ def test_bad_option_values_name_the_option(argv, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and option in capsys.readouterr().err
+
+
+def test_preset_condtsf_refuses_a_dataset_without_a_condensing_rate(tmp_path, capsys):
+    """CondTSF gives a dataset without a condensing rate no size: an error, not a silent 1 window a channel."""
+    rows = ["date,a,OT"] + [f"2020-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{i % 7},{i % 5}" for i in range(600)]
+    csv_path = tmp_path / "norate.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as info:
+        main(["distill", "--preset", "condtsf", "--data", str(csv_path), "--out", str(tmp_path / "run"), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "'norate' has no CondTSF condensing rate" in err and "--samples" in err

@@ -166,7 +166,8 @@ def test_condensing_rates_give_condtsf_synthetic_lengths():
     assert series_windows_per_channel("ETTm1", 69680, seq_len=24, pred_len=24, stride=4) == 23   # 139 steps
     assert series_windows_per_channel("exchange_rate", 7588, seq_len=24, pred_len=24, stride=4) == 7  # 75
     assert series_windows_per_channel("synthetic", 4000, seq_len=24, pred_len=24, stride=4) == 6  # ddtime's rate
-    assert series_windows_per_channel("national_illness", 966, seq_len=24, pred_len=24, stride=4) == 1  # no rate
+    with pytest.raises(ValueError, match=r"dataset: 'national_illness' has no CondTSF condensing rate.*--samples"):
+        series_windows_per_channel("national_illness", 966, seq_len=24, pred_len=24, stride=4)
 
 
 def _parse(argv):

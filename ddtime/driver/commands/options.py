@@ -27,7 +27,7 @@ from ddtime.driver.distill.terms import LOSS_IMPLS, STUDENT_SIDES
 from ddtime.driver.evaluation import student_recipe
 from ddtime.driver.models import MODELS
 from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
-from ddtime.driver.presets import PRESETS, preset_defaults, series_windows_per_channel
+from ddtime.driver.presets import PRESETS, condtsf_samples, preset_defaults
 
 __all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "fill_defaults", "resolve",
            "load_data",
@@ -155,10 +155,7 @@ def load_data(args: argparse.Namespace):
     except ValueError as exc:
         raise ValueError(f"--data / --seq-len / --pred-len: {exc}") from None
     if getattr(args, "preset", None) == "condtsf" and args.samples is None:
-        rows = max(end for _, end in data.borders.values())
-        per_channel = series_windows_per_channel(data.name, rows, seq_len=data.seq_len, pred_len=data.pred_len,
-                                                 stride=args.stride)
-        channels = len(data.channels) if data.protocol == "condtsf" else 1  # channel-independent windows
+        per_channel, channels = condtsf_samples(data, stride=args.stride)
         args.samples = per_channel * channels
         print(f"ddtime: preset condtsf: {per_channel} synthetic windows per channel x {channels} "
               f"channel{'s' if channels > 1 else ''} = samples={args.samples}")

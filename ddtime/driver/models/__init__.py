@@ -23,11 +23,13 @@ from ddtime.driver.models.params import (
     unflatten_params,
 )
 from ddtime.driver.models.patchtst import PatchTST
+from ddtime.driver.models.rlinear import RLinear
 
 MODELS: dict[str, type] = {
     "linear": Linear,
     "nlinear": NLinear,
     "dlinear": DLinear,
+    "rlinear": RLinear,
     "mlp": MLP,
     "cnn": CNN,
     "lstm": LSTM,
@@ -84,6 +86,7 @@ __all__ = [
     "Linear",
     "NLinear",
     "DLinear",
+    "RLinear",
     "MLP",
     "CNN",
     "LSTM",
