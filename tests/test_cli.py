@@ -191,3 +191,23 @@ def test_preset_condtsf_refuses_a_dataset_without_a_condensing_rate(tmp_path, ca
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "'norate' has no CondTSF condensing rate" in err and "--samples" in err
+
+
+def test_option_groups_are_shared_and_each_meaning_has_its_name():
+    from ddtime.driver.commands import build_parser
+
+    parser = build_parser()
+    experts = parser.parse_args(["experts", "--out", "x", "--stride", "3", "--lr", "0.01"])
+    assert (experts.train_stride, experts.expert_lr) == (3, 0.01)
+    experts = parser.parse_args(["experts", "--out", "x", "--train-stride", "3", "--expert-lr", "0.01"])
+    assert (experts.train_stride, experts.expert_lr) == (3, 0.01)
+    for command in ("distill", "compare"):
+        args = parser.parse_args([command, "--stride", "2", "--lr", "0.3"])
+        assert (args.series_stride, args.syn_lr) == (2, 0.3)
+        args = parser.parse_args([command, "--series-stride", "2", "--syn-lr", "0.3"])
+        assert (args.series_stride, args.syn_lr) == (2, 0.3)
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    titles = {name: {g.title for g in child._action_groups} for name, child in sub.choices.items()}
+    assert {"data", "experts", "expert recipe", "run"} <= titles["experts"]
+    assert {"data", "experts", "distillation", "evaluation", "run"} <= titles["distill"] & titles["compare"]
+    assert {"data", "evaluation", "run"} <= titles["evaluate"]

@@ -181,7 +181,7 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
 
     args = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--iterations", "7", "--quiet"])
     resolve(args)
-    assert (args.protocol, args.seq_len, args.pred_len, args.representation, args.stride) == \
+    assert (args.protocol, args.seq_len, args.pred_len, args.representation, args.series_stride) == \
         ("condtsf", 24, 24, "series", 4)
     assert (args.iterations, args.num_experts, args.expert_epochs, args.students, args.eval_epochs) == (7, 40, 80, 5, 250)
     data = load_data(args)

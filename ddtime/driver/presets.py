@@ -26,7 +26,7 @@ CONDENSING_RATES = {"ETTh1": 4e-3, "ETTh2": 4e-3, "ETTm1": 2e-3, "ETTm2": 2e-3, 
                     "weather": 2e-3, "electricity": 3e-3, "traffic": 4e-3, "synthetic": 1.75e-2}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "condtsf": {"protocol": "condtsf", "seq_len": 24, "pred_len": 24, "representation": "series", "stride": 4,
+    "condtsf": {"protocol": "condtsf", "seq_len": 24, "pred_len": 24, "representation": "series", "series_stride": 4,
                 "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5, "select_every": 50,
                 "eval_epochs": 250, "method_defaults": {"datm": {"soft_labels": False}}},
 }
