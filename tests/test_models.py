@@ -138,23 +138,23 @@ def test_registry_builds_and_validates():
     assert isinstance(build_model("DLinear", seq_len=8, pred_len=4, channels=1), DLinear)
     with pytest.raises(ValueError, match=r"unknown model 'transformer'.*dlinear.*itransformer"):
         build_model("transformer", seq_len=8, pred_len=4, channels=1)
-    with pytest.raises(ValueError, match="seq_len must be >= 1"):
+    with pytest.raises(ValueError, match="seq_len: expected an int >= 1, got 0"):
         build_model("linear", seq_len=0, pred_len=4, channels=1)
-    with pytest.raises(TypeError, match="pred_len must be a positive int"):
+    with pytest.raises(TypeError, match="pred_len: expected an int, got float 4.0"):
         build_model("linear", seq_len=8, pred_len=4.0, channels=1)
-    with pytest.raises(TypeError, match="channels must be a positive int"):
+    with pytest.raises(TypeError, match="channels: expected an int, got NoneType None"):
         build_model("linear", seq_len=8, pred_len=4, channels=None)
     with pytest.raises(TypeError, match=r"unknown option\(s\) hidden for model 'dlinear'; accepted: individual"):
         build_model("dlinear", seq_len=8, pred_len=4, channels=1, hidden=3)
     with pytest.raises(ValueError, match="d_model .* must be divisible by n_heads"):
         build_model("itransformer", seq_len=8, pred_len=4, channels=1, d_model=10, n_heads=3)
-    with pytest.raises(ValueError, match="dropout must be in"):
+    with pytest.raises(ValueError, match=r"dropout: expected a finite number >= 0.0, < 1.0, got 1.5"):
         build_model("mlp", seq_len=8, pred_len=4, channels=1, dropout=1.5)
-    with pytest.raises(TypeError, match="individual must be a bool"):
+    with pytest.raises(TypeError, match="individual: expected a bool, got str 'yes'"):
         build_model("nlinear", seq_len=8, pred_len=4, channels=1, individual="yes")
     assert model_options("patchtst")["patch_len"] == 16
     model = build_model("linear", seq_len=8, pred_len=4, channels=2)
-    with pytest.raises(ValueError, match=r"x must have shape \(batch, 2, 8\)"):
+    with pytest.raises(ValueError, match=r"x: expected shape \(batch, 2, 8\)"):
         model(torch.zeros(1, 3, 8))
 
 
