@@ -9,7 +9,7 @@ Channels (``features``), as Time-Series-Library's loaders:
 - ``MS``: every variable, target moved last. Models see and forecast all N channels; TSLib
   scores only the target, i.e. channel ``target_index`` (= N - 1) of the forecasts.
 
-Protocols (SPEC section 4, borders in :mod:`ddtime.driver.data.protocols`):
+Protocols (borders in :mod:`ddtime.driver.data.protocols`; docs/driver.md compares them):
 
 - ``standard``: StandardScaler (population std) fitted on the training rows only, then
   applied to the whole file; ``val`` and ``test`` carry ``seq_len`` look-back rows.

@@ -22,7 +22,7 @@ TERM_BALANCES = ("none", "grad-norm")
 
 @dataclass
 class DistillConfig:
-    """Settings of one distillation run (SPEC defaults).
+    """Settings of one distillation run (defaults: DDTime's paper and CondTSF's code, docs/driver.md).
 
     ``condtsf``: CondTSF's value update, or None (off); ``ddtime``: DDTime's terms, or None (off).
     ``term_balance``: how ``L_base`` and DDTime's terms combine (see ``DistillRun._update``).

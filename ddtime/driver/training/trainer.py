@@ -5,8 +5,8 @@ the label. Metrics are MSE and MAE over all elements of the scaled series (TSLib
 
 Recipe (Time-Series-Library / LTSF-Linear): MSE loss, Adam, learning rate halved every epoch
 from the third one on (TSLib ``lradj="type1"``), early stopping on the validation MSE with
-``patience`` and restoration of the best weights. Experts (SPEC section 4) use SGD with momentum
-(or SAM) at a constant rate and no early stopping.
+``patience`` and restoration of the best weights. Experts (trajectory matching's recipe, MTT and
+CondTSF's ``buffer.py``) use SGD with momentum (or SAM) at a constant rate and no early stopping.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def train_model(
     Args:
         optimizer: "adam", "sgd" (momentum) or "sam" (SAM around SGD with momentum, radius rho).
         lr: learning rate; None takes the model's ``adam_lr`` for Adam (5e-3 LTSF-Linear family,
-            1e-3 MLP/CNN/LSTM, 1e-4 transformers) and 5e-4 for SGD/SAM (SPEC's expert recipe).
+            1e-3 MLP/CNN/LSTM, 1e-4 transformers) and 5e-4 for SGD/SAM (the experts' rate, as CondTSF's ``buffer.py``).
         epochs: maximum number of passes over the training windows.
         patience: early stopping on the validation MSE (standard protocol): stop after
             ``patience`` epochs without improvement and restore the best weights. None disables
