@@ -1,6 +1,6 @@
 """The fused losses, mirroring torch.nn.functional: tensors positional, hyperparameters keyword-only.
 
-Definitions (SPEC section 2): with d = input - target along the time axis ``dim`` of length H and
+Definitions (docs/losses.md has them in full): with d = input - target along the time axis ``dim`` of length H and
 F = H // 2 + 1 frequency bins,
 
 * frequency alignment: ``|rfft(d)[k]|`` (not squared), averaged (``mean``) or summed (``sum``)

@@ -1,6 +1,7 @@
 """Plain-PyTorch references of the fused losses: the test oracle and the benchmark baseline.
 
-They follow SPEC section 2 literally (two real FFTs, the matrix-product form of the pairwise KL)
+They follow the definitions of docs/losses.md literally (two real FFTs, the matrix-product form of the
+pairwise KL)
 with autograd doing the backward, and share the argument checks of the fused functions.
 """
 import torch

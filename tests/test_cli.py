@@ -179,3 +179,35 @@ def test_bad_option_values_name_the_option(argv, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and option in capsys.readouterr().err
+
+
+def test_preset_condtsf_refuses_a_dataset_without_a_condensing_rate(tmp_path, capsys):
+    """CondTSF gives a dataset without a condensing rate no size: an error, not a silent 1 window a channel."""
+    rows = ["date,a,OT"] + [f"2020-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{i % 7},{i % 5}" for i in range(600)]
+    csv_path = tmp_path / "norate.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as info:
+        main(["distill", "--preset", "condtsf", "--data", str(csv_path), "--out", str(tmp_path / "run"), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "'norate' has no CondTSF condensing rate" in err and "--samples" in err
+
+
+def test_option_groups_are_shared_and_each_meaning_has_its_name():
+    from ddtime.driver.commands import build_parser
+
+    parser = build_parser()
+    experts = parser.parse_args(["experts", "--out", "x", "--stride", "3", "--lr", "0.01"])
+    assert (experts.train_stride, experts.expert_lr) == (3, 0.01)
+    experts = parser.parse_args(["experts", "--out", "x", "--train-stride", "3", "--expert-lr", "0.01"])
+    assert (experts.train_stride, experts.expert_lr) == (3, 0.01)
+    for command in ("distill", "compare"):
+        args = parser.parse_args([command, "--stride", "2", "--lr", "0.3"])
+        assert (args.series_stride, args.syn_lr) == (2, 0.3)
+        args = parser.parse_args([command, "--series-stride", "2", "--syn-lr", "0.3"])
+        assert (args.series_stride, args.syn_lr) == (2, 0.3)
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    titles = {name: {g.title for g in child._action_groups} for name, child in sub.choices.items()}
+    assert {"data", "experts", "expert recipe", "run"} <= titles["experts"]
+    assert {"data", "experts", "distillation", "evaluation", "run"} <= titles["distill"] & titles["compare"]
+    assert {"data", "evaluation", "run"} <= titles["evaluate"]

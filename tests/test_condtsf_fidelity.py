@@ -166,7 +166,8 @@ def test_condensing_rates_give_condtsf_synthetic_lengths():
     assert series_windows_per_channel("ETTm1", 69680, seq_len=24, pred_len=24, stride=4) == 23   # 139 steps
     assert series_windows_per_channel("exchange_rate", 7588, seq_len=24, pred_len=24, stride=4) == 7  # 75
     assert series_windows_per_channel("synthetic", 4000, seq_len=24, pred_len=24, stride=4) == 6  # ddtime's rate
-    assert series_windows_per_channel("national_illness", 966, seq_len=24, pred_len=24, stride=4) == 1  # no rate
+    with pytest.raises(ValueError, match=r"dataset: 'national_illness' has no CondTSF condensing rate.*--samples"):
+        series_windows_per_channel("national_illness", 966, seq_len=24, pred_len=24, stride=4)
 
 
 def _parse(argv):
@@ -180,7 +181,7 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
 
     args = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--iterations", "7", "--quiet"])
     resolve(args)
-    assert (args.protocol, args.seq_len, args.pred_len, args.representation, args.stride) == \
+    assert (args.protocol, args.seq_len, args.pred_len, args.representation, args.series_stride) == \
         ("condtsf", 24, 24, "series", 4)
     assert (args.iterations, args.num_experts, args.expert_epochs, args.students, args.eval_epochs) == (7, 40, 80, 5, 250)
     data = load_data(args)

@@ -3,7 +3,7 @@ the global-workspace path of long series, CUDA graphs, bitwise determinism, the 
 ISIB and cross-device errors. The CPU cases of tests/test_value_loss.py and tests/test_isib.py
 (reference values, gradcheck, opcheck, torch.compile, layouts, argument errors) run on CUDA too.
 
-Tolerances (tests/tolerances.py, SPEC section 2): float32 within 1e-5 (relative to the largest
+Tolerances (tests/tolerances.py, docs/losses.md "Exactness"): float32 within 1e-5 (relative to the largest
 reference value) of the float64 reference; float16 / bfloat16 within twice the error of PyTorch's
 own computation of the reference in that dtype (plus two units in the last place, for when PyTorch
 happens to be exact).
@@ -44,7 +44,7 @@ def _randn(shape, seed, dtype=torch.float32, device="cuda", scale=1.0):
 
 
 def _assert_accurate(got, reference_fn, args64, args_same, dtype):
-    """got vs reference_fn(*args64) (float64) within the SPEC tolerance for dtype."""
+    """got vs reference_fn(*args64) (float64) within the tolerance of tests/tolerances.py for dtype."""
     exact = reference_fn(*args64).double()
     err = (got.double() - exact).abs().max().item()
     scale = exact.abs().max().item()

@@ -134,27 +134,27 @@ def test_param_layout_roundtrip():
 
 
 def test_registry_builds_and_validates():
-    assert set(MODELS) == {"linear", "nlinear", "dlinear", "mlp", "cnn", "lstm", "patchtst", "itransformer"}
+    assert set(MODELS) == {"linear", "nlinear", "dlinear", "rlinear", "mlp", "cnn", "lstm", "patchtst", "itransformer"}
     assert isinstance(build_model("DLinear", seq_len=8, pred_len=4, channels=1), DLinear)
     with pytest.raises(ValueError, match=r"unknown model 'transformer'.*dlinear.*itransformer"):
         build_model("transformer", seq_len=8, pred_len=4, channels=1)
-    with pytest.raises(ValueError, match="seq_len must be >= 1"):
+    with pytest.raises(ValueError, match="seq_len: expected an int >= 1, got 0"):
         build_model("linear", seq_len=0, pred_len=4, channels=1)
-    with pytest.raises(TypeError, match="pred_len must be a positive int"):
+    with pytest.raises(TypeError, match="pred_len: expected an int, got float 4.0"):
         build_model("linear", seq_len=8, pred_len=4.0, channels=1)
-    with pytest.raises(TypeError, match="channels must be a positive int"):
+    with pytest.raises(TypeError, match="channels: expected an int, got NoneType None"):
         build_model("linear", seq_len=8, pred_len=4, channels=None)
     with pytest.raises(TypeError, match=r"unknown option\(s\) hidden for model 'dlinear'; accepted: individual"):
         build_model("dlinear", seq_len=8, pred_len=4, channels=1, hidden=3)
     with pytest.raises(ValueError, match="d_model .* must be divisible by n_heads"):
         build_model("itransformer", seq_len=8, pred_len=4, channels=1, d_model=10, n_heads=3)
-    with pytest.raises(ValueError, match="dropout must be in"):
+    with pytest.raises(ValueError, match=r"dropout: expected a finite number >= 0.0, < 1.0, got 1.5"):
         build_model("mlp", seq_len=8, pred_len=4, channels=1, dropout=1.5)
-    with pytest.raises(TypeError, match="individual must be a bool"):
+    with pytest.raises(TypeError, match="individual: expected a bool, got str 'yes'"):
         build_model("nlinear", seq_len=8, pred_len=4, channels=1, individual="yes")
     assert model_options("patchtst")["patch_len"] == 16
     model = build_model("linear", seq_len=8, pred_len=4, channels=2)
-    with pytest.raises(ValueError, match=r"x must have shape \(batch, 2, 8\)"):
+    with pytest.raises(ValueError, match=r"x: expected shape \(batch, 2, 8\)"):
         model(torch.zeros(1, 3, 8))
 
 
@@ -197,6 +197,23 @@ def test_linear_models_match_their_definitions():
     trend = moving_average(x, 5)
     expected = (x - trend) @ dl.seasonal.weight.T + dl.seasonal.bias + trend @ dl.trend.weight.T + dl.trend.bias
     torch.testing.assert_close(dl(x), expected)
+
+
+def test_rlinear_matches_revin_around_a_linear_map():
+    x = 3.0 + 5.0 * torch.randn(2, 3, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model = build_model("rlinear", seq_len=10, pred_len=4, channels=3).double()
+    with torch.no_grad():
+        model.affine_weight.copy_(torch.tensor([[0.5], [2.0], [1.5]]))
+        model.affine_bias.copy_(torch.tensor([[0.1], [-0.2], [0.3]]))
+    a, c = model.affine_weight, model.affine_bias
+    mean = x.mean(-1, keepdim=True)
+    std = (x.var(-1, keepdim=True, unbiased=False) + 1e-5).sqrt()
+    z = (x - mean) / std * a + c
+    y = z @ model.linear.weight.T + model.linear.bias
+    expected = (y - c) / (a + 1e-10) * std + mean
+    torch.testing.assert_close(model(x), expected)
+    # the forecast is equivariant to shifting and scaling the input series
+    torch.testing.assert_close(model(2.0 * x + 7.0), 2.0 * model(x) + 7.0, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("length,kernel", [(10, 5), (5, 25), (1, 25), (7, 4)])

@@ -85,16 +85,18 @@ def test_train_windows_and_determinism(data):
 
 def test_argument_errors(data):
     model = build_model("linear", seq_len=24, pred_len=12, channels=7)
-    with pytest.raises(ValueError, match="optimizer must be one of adam, sgd, sam"):
+    with pytest.raises(ValueError, match=r"optimizer: expected one of \('adam', 'sgd', 'sam'\)"):
         train_model(model, data, optimizer="rmsprop", epochs=1)
-    with pytest.raises(ValueError, match="epochs must be a positive int"):
+    with pytest.raises(ValueError, match="epochs: expected an int >= 1, got 0"):
         train_model(model, data, epochs=0)
-    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+    with pytest.raises(ValueError, match="lr: expected a positive number, got -1.0"):
         train_model(model, data, lr=-1.0, epochs=1)
-    with pytest.raises(ValueError, match="patience must be a positive int or None"):
+    with pytest.raises(ValueError, match="patience: expected an int >= 1, got 0"):
         train_model(model, data, epochs=1, patience=0)
-    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+    with pytest.raises(ValueError, match="lr_schedule: expected one of"):
         train_model(model, data, epochs=1, lr_schedule="cosine")
+    with pytest.raises(TypeError, match="epochs: expected an int, got bool True"):
+        train_model(model, data, epochs=True)
     with pytest.raises(ValueError, match="do not fit the model"):
         train_model(build_model("linear", seq_len=48, pred_len=12, channels=7), data, epochs=1)
 

@@ -1,4 +1,4 @@
-"""The one tolerance table of the kernel tests (SPEC section 2), and the devices they run on.
+"""The one tolerance table of the kernel tests (docs/losses.md "Exactness"), and the devices they run on.
 
 TOL[kind][dtype] = (rtol, atol). Unless a test says otherwise, errors are norm-wise: max |ours -
 ref| <= rtol * max |ref| + atol, with ref the float64 reference on the same (dtype-rounded) input.

@@ -27,7 +27,8 @@ __all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "run_distillatio
 @dataclass(frozen=True)
 class ExpertSettings:
     """Where a run's experts live and how many of how many epochs it needs (the architecture is the
-    run's model, the optimiser its method's ``expert_optimizer``, SPEC's recipe otherwise).
+    run's model, the optimiser its method's ``expert_optimizer``, the experts' recipe of
+    :func:`ddtime.driver.experts.train_experts` otherwise).
 
     ``directory`` itself is used when it holds experts of the run's settings, else a subdirectory
     named after them (:func:`ddtime.driver.experts.ensure_experts`).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRESETS", "CONDENSING_RATES", "preset_defaults", "series_windows_per_channel"]
+__all__ = ["PRESETS", "CONDENSING_RATES", "preset_defaults", "series_windows_per_channel", "condtsf_samples"]
 
 #: CondTSF's ``condensing_rate`` ("standard") per dataset, by ddtime registry name.
 #: ``synthetic`` (the built-in generated dataset, 4000 rows) is ddtime's choice: 70 steps, 6 windows a
@@ -26,7 +26,7 @@ CONDENSING_RATES = {"ETTh1": 4e-3, "ETTh2": 4e-3, "ETTm1": 2e-3, "ETTm2": 2e-3, 
                     "weather": 2e-3, "electricity": 3e-3, "traffic": 4e-3, "synthetic": 1.75e-2}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "condtsf": {"protocol": "condtsf", "seq_len": 24, "pred_len": 24, "representation": "series", "stride": 4,
+    "condtsf": {"protocol": "condtsf", "seq_len": 24, "pred_len": 24, "representation": "series", "series_stride": 4,
                 "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5, "select_every": 50,
                 "eval_epochs": 250, "method_defaults": {"datm": {"soft_labels": False}}},
 }
@@ -43,10 +43,24 @@ def series_windows_per_channel(dataset: str, rows: int, *, seq_len: int, pred_le
     """Windows per channel of CondTSF's synthetic stretch of ``int(rows * rate)`` steps (at least 1).
 
     ``rows``: the whole file's length (CondTSF multiplies the full series length by the rate).
-    Datasets without a CondTSF rate get one window per channel.
+    A dataset without a rate in :data:`CONDENSING_RATES` is an error: CondTSF gives it no size.
     """
     rate = CONDENSING_RATES.get(dataset)
     if rate is None:
-        return 1
+        raise ValueError(f"dataset: {dataset!r} has no CondTSF condensing rate (known: "
+                         f"{', '.join(sorted(CONDENSING_RATES))}); give the synthetic set's size with --samples "
+                         "or add the rate to ddtime.driver.presets.CONDENSING_RATES")
     steps = int(rows * rate)
     return max(1, (steps - seq_len - pred_len) // stride + 1)
+
+
+def condtsf_samples(data, *, stride: int) -> tuple[int, int]:
+    """``(windows per channel, channels)`` of CondTSF's synthetic set for ``data`` (a ForecastData).
+
+    The set holds their product of windows: under the ``condtsf`` protocol one stretch per channel;
+    under ``standard`` the windows carry every channel, so ``channels`` is 1.
+    """
+    rows = max(end for _, end in data.borders.values())
+    per_channel = series_windows_per_channel(data.name, rows, seq_len=data.seq_len, pred_len=data.pred_len,
+                                             stride=stride)
+    return per_channel, (len(data.channels) if data.protocol == "condtsf" else 1)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ddtime.driver.checks import check_int
+
 __all__ = ["ClassificationData", "load_digits", "stratified_split"]
 
 
@@ -50,8 +52,7 @@ class ClassificationData:
         if self.train_x.shape[1:] != self.test_x.shape[1:]:
             raise ValueError(f"test_x: expected per-sample shape {tuple(self.train_x.shape[1:])} like train_x, "
                              f"got {tuple(self.test_x.shape[1:])}")
-        if not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise ValueError(f"num_classes: expected a positive int, got {self.num_classes!r}")
+        check_int("num_classes", self.num_classes)
         for split, y in (("train", self.train_y), ("test", self.test_y)):
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
                 raise ValueError(f"{split}_y: expected labels in [0, {self.num_classes}), "
@@ -83,8 +84,7 @@ class ClassificationData:
 
         Returns ``(x [num_classes * per_class, ...], y [num_classes * per_class])``, class-major.
         """
-        if not isinstance(per_class, int) or per_class < 1:
-            raise ValueError(f"per_class: expected a positive int, got {per_class!r}")
+        check_int("per_class", per_class)
         g = torch.Generator().manual_seed(seed)
         xs, ys = [], []
         for c, idx in enumerate(self.class_indices()):

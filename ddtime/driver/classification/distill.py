@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.classification.data import ClassificationData
 from ddtime.driver.classification.matching import constraint_cross_entropy
 from ddtime.driver.classification.networks import build_network
@@ -104,13 +105,11 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
         seed: seeds the initial subset and every random draw of the loop.
     Returns a :class:`DistillResult` (``x [K * ipc, ...]`` class-major).
     """
-    if method not in ("dm", "tgdd"):
-        raise ValueError(f"method: expected 'dm' or 'tgdd', got {method!r}")
-    if not isinstance(ipc, int) or ipc < 1:
-        raise ValueError(f"ipc: expected a positive int, got {ipc!r}")
-    if iterations < 0 or region < 0 or batch_real < 1:
-        raise ValueError(f"iterations, region, batch_real: expected >= 0, >= 0, >= 1, got {iterations}, {region}, "
-                         f"{batch_real}")
+    check_choice("method", method, ("dm", "tgdd"))
+    check_int("ipc", ipc)
+    check_int("iterations", iterations, minimum=0)
+    check_int("region", region, minimum=0)
+    check_int("batch_real", batch_real)
     if method == "tgdd":
         if experts is None:
             raise ValueError("experts: method 'tgdd' needs an ExpertStore of classifier trajectories "
@@ -133,8 +132,7 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
         alpha = weight = 0.0
     if lr_per_sample is None:
         lr_per_sample = 0.1 if method == "tgdd" else 1.0
-    if not lr_per_sample > 0:
-        raise ValueError(f"lr_per_sample: expected a positive learning rate, got {lr_per_sample!r}")
+    check_number("lr_per_sample", lr_per_sample, positive=True)
     for p in template.parameters():
         p.requires_grad_(False)
 

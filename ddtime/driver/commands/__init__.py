@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         try:
             return int(args._run(args) or 0)
-        except (ValueError, OSError, RuntimeError) as exc:  # FileNotFoundError is an OSError
+        except (ValueError, TypeError, OSError, RuntimeError) as exc:  # FileNotFoundError is an OSError
             args._parser.error(str(exc))  # prints usage + "error: ..." and exits with status 2
     except ModuleNotFoundError as exc:
         message = _missing_extra(exc)

@@ -5,11 +5,13 @@ import argparse
 import json
 
 from ddtime.driver.atomic import atomic_write_bytes
-from ddtime.driver.commands.types import model_list, non_negative_int, positive_float, positive_int
-from ddtime.driver.data import PROTOCOLS, load_forecasting
+from ddtime.driver.commands.groups import add_data_options, add_evaluation_options, add_run_options
+from ddtime.driver.commands.types import model_list
+from ddtime.driver.data import load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS
 from ddtime.driver.distill import load_synthetic
 from ddtime.driver.evaluation import evaluate_synthetic, student_recipe
+from ddtime.driver.pipeline import EvaluationConfig
 
 __all__ = ["configure_parser", "run"]
 
@@ -17,22 +19,13 @@ __all__ = ["configure_parser", "run"]
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``ddtime evaluate``."""
     parser.add_argument("--synthetic", required=True, help="synthetic set written by `ddtime distill` (safetensors)")
-    parser.add_argument("--data", default=None,
-                        help="dataset name or CSV path (default: the one the set was made from)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default=None)
-    parser.add_argument("--seq-len", type=positive_int, default=None)
-    parser.add_argument("--pred-len", type=positive_int, default=None)
     parser.add_argument("--models", type=model_list, default=None,
                         help="comma-separated student architectures (default: the distillation model)")
-    parser.add_argument("--students", type=positive_int, default=5, help="fresh students per architecture")
-    parser.add_argument("--eval-epochs", type=positive_int, default=None,
-                        help="student epochs (default: protocol recipe)")
-    parser.add_argument("--eval-lr", type=positive_float, default=None, help="student learning rate (default: recipe)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the full-data and random-subset references")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
-    parser.add_argument("--quiet", action="store_true")
+    add_data_options(parser, preset=False, omitted="the one the set was made from")
+    add_evaluation_options(parser, references=False)
+    add_run_options(parser, threads=False)
     return parser
 
 
@@ -46,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     models = args.models or model_list(meta.get("model", "dlinear"))
     data = load_forecasting(data_arg, protocol=protocol, seq_len=seq_len, pred_len=pred_len)
     recipe = student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr)
-    results = evaluate_synthetic(windows, data, models=models, num_students=args.students, recipe=recipe,
+    students = args.students if args.students is not None else EvaluationConfig.students
+    results = evaluate_synthetic(windows, data, models=models, num_students=students, recipe=recipe,
                                  seed=args.seed, device=args.device, quiet=args.quiet,
                                  baselines=not args.no_baselines)
     for name, entry in results.items():

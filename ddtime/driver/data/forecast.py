@@ -9,7 +9,7 @@ Channels (``features``), as Time-Series-Library's loaders:
 - ``MS``: every variable, target moved last. Models see and forecast all N channels; TSLib
   scores only the target, i.e. channel ``target_index`` (= N - 1) of the forecasts.
 
-Protocols (SPEC section 4, borders in :mod:`ddtime.driver.data.protocols`):
+Protocols (borders in :mod:`ddtime.driver.data.protocols`; docs/driver.md compares them):
 
 - ``standard``: StandardScaler (population std) fitted on the training rows only, then
   applied to the whole file; ``val`` and ``test`` carry ``seq_len`` look-back rows.
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ddtime.driver.checks import check_int
 from ddtime.driver.data.csv_reader import SENTINELS, read_csv
 from ddtime.driver.data.fetch import resolve_dataset
 from ddtime.driver.data.generated import SYNTHETIC, generate_seasonal
@@ -85,18 +86,11 @@ class ForecastData:
         series = getattr(self, split)
         if series is None:
             raise ValueError(f"split 'val' does not exist under the {self.protocol} protocol")
-        stride = _positive_int("stride", self.stride if stride is None else stride)
+        stride = check_int("stride", self.stride if stride is None else stride)
         length = self.seq_len + self.pred_len
         out = series.unfold(-1, length, stride).transpose(0, 1)
         return out.reshape(-1, 1, length) if self.protocol == "condtsf" else out
 
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _load_frame(data, target: str | None, sentinels) -> tuple[str, str, pd.DataFrame]:
@@ -145,8 +139,8 @@ def load_forecasting(data: str | os.PathLike | None = None, *, protocol: str = "
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     if not isinstance(target, str):
         raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
-    seq_len, pred_len = _positive_int("seq_len", seq_len), _positive_int("pred_len", pred_len)
-    stride = _positive_int("stride", stride)
+    seq_len, pred_len = check_int("seq_len", seq_len), check_int("pred_len", pred_len)
+    stride = check_int("stride", stride)
 
     name, rule, frame = _load_frame(data, target if features != "M" else None, sentinels)
     channels = _select_channels([c for c in frame.columns if c != "date"], features, target, rule, name)

@@ -4,15 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ddtime.driver.checks import check_int
+
 SYNTHETIC = "synthetic"
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def generate_seasonal(*, length: int = 4000, channels: int = 7, seed: int = 0) -> pd.DataFrame:
@@ -23,9 +17,9 @@ def generate_seasonal(*, length: int = 4000, channels: int = 7, seed: int = 0) -
     by a small per-channel phase; a slow trend; a shared AR(1) factor (rho 0.95) that correlates the
     channels; independent Gaussian noise (std 0.15). Deterministic for a seed (numpy PCG64).
     """
-    length = _check_int("length", length, 2)
-    channels = _check_int("channels", channels, 1)
-    seed = _check_int("seed", seed, 0)
+    length = check_int("length", length, minimum=2)
+    channels = check_int("channels", channels)
+    seed = check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     t = np.arange(length, dtype=np.float64)[None, :]
 

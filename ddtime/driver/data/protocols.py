@@ -1,4 +1,4 @@
-"""Split borders of the two data protocols (SPEC section 4).
+"""Split borders of the two data protocols, ``standard`` (Time-Series-Library) and ``condtsf`` (CondTSF's code).
 
 ``standard`` follows ``data_provider/data_loader.py`` of Time-Series-Library (same in Autoformer
 and LTSF-Linear): ETTh 12/4/4 months of 30 days (8640/2880/2880 rows, later rows unused),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.distill.synthetic import SERIES_WRITES
 from ddtime.driver.distill.teacher import teacher_predict
 
@@ -33,12 +34,9 @@ class CondTSFUpdate:
     series_write: str = "sequential"
 
     def __post_init__(self):
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta: expected a value in [0, 1], got {self.beta!r}")
-        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 1:
-            raise ValueError(f"gap: expected a positive int, got {self.gap!r}")
-        if self.series_write not in SERIES_WRITES:
-            raise ValueError(f"series_write: expected one of {SERIES_WRITES}, got {self.series_write!r}")
+        check_number("beta", self.beta, minimum=0.0, maximum=1.0)
+        check_int("gap", self.gap)
+        check_choice("series_write", self.series_write, SERIES_WRITES)
 
     def is_due(self, iteration: int) -> bool:
         """Whether ``iteration`` (0-based) is a value-update iteration."""

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.distill.condtsf import CondTSFUpdate
 from ddtime.driver.distill.methods import DistillMethod, build_method
 from ddtime.driver.distill.synthetic import REPRESENTATIONS
@@ -21,7 +22,7 @@ TERM_BALANCES = ("none", "grad-norm")
 
 @dataclass
 class DistillConfig:
-    """Settings of one distillation run (SPEC defaults).
+    """Settings of one distillation run (defaults: DDTime's paper and CondTSF's code, docs/driver.md).
 
     ``condtsf``: CondTSF's value update, or None (off); ``ddtime``: DDTime's terms, or None (off).
     ``term_balance``: how ``L_base`` and DDTime's terms combine (see ``DistillRun._update``).
@@ -48,19 +49,13 @@ class DistillConfig:
 
     def __post_init__(self):
         for name in ("samples", "iterations", "stride"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        for name in ("select_every", "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative int (0 = off), got {v!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
-        if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"representation: expected one of {REPRESENTATIONS}, got {self.representation!r}")
-        if self.term_balance not in TERM_BALANCES:
-            raise ValueError(f"term_balance: expected one of {TERM_BALANCES}, got {self.term_balance!r}")
+            check_int(name, getattr(self, name))
+        for name in ("select_every", "checkpoint_every"):  # 0 = off
+            check_int(name, getattr(self, name), minimum=0)
+        check_int("seed", self.seed, minimum=0)
+        check_number("lr", self.lr, positive=True)
+        check_choice("representation", self.representation, REPRESENTATIONS)
+        check_choice("term_balance", self.term_balance, TERM_BALANCES)
         if self.condtsf is not None and not isinstance(self.condtsf, CondTSFUpdate):
             raise TypeError(f"condtsf: expected a CondTSFUpdate or None, got {type(self.condtsf).__name__}")
         if self.ddtime is not None and not isinstance(self.ddtime, DDTimeTerms):

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from ddtime.driver.checks import check_int
+
 __all__ = ["SyntheticSet", "REPRESENTATIONS", "SERIES_WRITES"]
 
 REPRESENTATIONS = ("windows", "series")
@@ -45,8 +47,7 @@ class SyntheticSet:
         if not isinstance(values, torch.Tensor) or not values.is_floating_point():
             raise TypeError(f"values: expected a floating-point tensor, got {type(values).__name__}")
         for name, v in (("seq_len", seq_len), ("pred_len", pred_len), ("stride", stride)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+            check_int(name, v)
         self.representation = representation
         self.seq_len, self.pred_len, self.stride = seq_len, pred_len, stride
         self.channel_independent = bool(channel_independent)
@@ -65,8 +66,7 @@ class SyntheticSet:
     def from_data(cls, data, *, samples: int, representation: str = "windows", stride: int = 4,
                   generator: torch.Generator, device: str | torch.device = "cpu") -> "SyntheticSet":
         """Initialise from random real training data of a :class:`ddtime.driver.data.ForecastData`."""
-        if not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples: expected a positive int, got {samples!r}")
+        check_int("samples", samples)
         seq_len, pred_len = data.seq_len, data.pred_len
         length = seq_len + pred_len
         channel_independent = data.protocol == "condtsf"

@@ -8,7 +8,8 @@ import inspect
 
 import torch
 
-from ddtime.driver.models.base import ForecastModel, check_positive_int
+from ddtime.driver.checks import check_int
+from ddtime.driver.models.base import ForecastModel
 from ddtime.driver.models.cnn import CNN
 from ddtime.driver.models.itransformer import ITransformer
 from ddtime.driver.models.linear import DLinear, Linear, NLinear
@@ -23,11 +24,13 @@ from ddtime.driver.models.params import (
     unflatten_params,
 )
 from ddtime.driver.models.patchtst import PatchTST
+from ddtime.driver.models.rlinear import RLinear
 
 MODELS: dict[str, type] = {
     "linear": Linear,
     "nlinear": NLinear,
     "dlinear": DLinear,
+    "rlinear": RLinear,
     "mlp": MLP,
     "cnn": CNN,
     "lstm": LSTM,
@@ -60,7 +63,7 @@ def build_model(name: str, *, seq_len: int, pred_len: int, channels: int, seed: 
     """
     cls = _model_class(name)
     for arg, value in (("seq_len", seq_len), ("pred_len", pred_len), ("channels", channels)):
-        check_positive_int(arg, value)
+        check_int(arg, value)
     options = model_options(name)
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
@@ -69,8 +72,7 @@ def build_model(name: str, *, seq_len: int, pred_len: int, channels: int, seed: 
         )
     if seed is None:
         return cls(seq_len, pred_len, channels, **kwargs)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    check_int("seed", seed, minimum=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(seq_len, pred_len, channels, **kwargs)
@@ -84,6 +86,7 @@ __all__ = [
     "Linear",
     "NLinear",
     "DLinear",
+    "RLinear",
     "MLP",
     "CNN",
     "LSTM",

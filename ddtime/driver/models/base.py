@@ -11,21 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+from ddtime.driver.checks import check_int, check_number
 
 
 def check_dropout(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"dropout must be a float in [0, 1), got {type(value).__name__}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {value}")
-    return float(value)
+    """A dropout rate in [0, 1)."""
+    return check_number("dropout", value, minimum=0.0, below=1.0)
 
 
 class ForecastModel(nn.Module):
@@ -40,16 +31,16 @@ class ForecastModel(nn.Module):
 
     def __init__(self, seq_len: int, pred_len: int, channels: int):
         super().__init__()
-        self.seq_len = check_positive_int("seq_len", seq_len)
-        self.pred_len = check_positive_int("pred_len", pred_len)
-        self.channels = check_positive_int("channels", channels)
+        self.seq_len = check_int("seq_len", seq_len)
+        self.pred_len = check_int("pred_len", pred_len)
+        self.channels = check_int("channels", channels)
 
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 3 or x.shape[1] != self.channels or x.shape[2] != self.seq_len:
             raise ValueError(
-                f"x must have shape (batch, {self.channels}, {self.seq_len}) for "
+                f"x: expected shape (batch, {self.channels}, {self.seq_len}) for "
                 f"{type(self).__name__}(channels={self.channels}, seq_len={self.seq_len}), got {tuple(x.shape)}"
             )
 
@@ -67,7 +58,7 @@ class TimeLinear(nn.Module):
     def __init__(self, in_len: int, out_len: int, channels: int, individual: bool = False):
         super().__init__()
         if not isinstance(individual, bool):
-            raise TypeError(f"individual must be a bool, got {type(individual).__name__}")
+            raise TypeError(f"individual: expected a bool, got {type(individual).__name__} {individual!r}")
         self.individual = individual
         shape = (channels, out_len, in_len) if individual else (out_len, in_len)
         bound = 1.0 / math.sqrt(in_len)

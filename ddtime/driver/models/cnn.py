@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddtime.driver.models.base import ForecastModel, check_dropout, check_positive_int
+from ddtime.driver.checks import check_int
+from ddtime.driver.models.base import ForecastModel, check_dropout
 
 
 class CNN(ForecastModel):
@@ -26,9 +27,9 @@ class CNN(ForecastModel):
         dropout: float = 0.0,
     ):
         super().__init__(seq_len, pred_len, channels)
-        check_positive_int("hidden", hidden)
-        check_positive_int("layers", layers)
-        check_positive_int("kernel_size", kernel_size)
+        check_int("hidden", hidden)
+        check_int("layers", layers)
+        check_int("kernel_size", kernel_size)
         self.dropout = check_dropout(dropout)
         widths = [1] + [hidden] * layers
         self.convs = nn.ModuleList(

@@ -8,7 +8,8 @@ import functools
 
 import torch
 
-from ddtime.driver.models.base import ForecastModel, TimeLinear, check_positive_int
+from ddtime.driver.checks import check_int
+from ddtime.driver.models.base import ForecastModel, TimeLinear
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,7 +86,7 @@ class DLinear(ForecastModel):
         self, seq_len: int, pred_len: int, channels: int, *, individual: bool = False, kernel_size: int = 25
     ):
         super().__init__(seq_len, pred_len, channels)
-        self.kernel_size = check_positive_int("kernel_size", kernel_size)
+        self.kernel_size = check_int("kernel_size", kernel_size)
         self.seasonal = TimeLinear(seq_len, pred_len, channels, individual)
         self.trend = TimeLinear(seq_len, pred_len, channels, individual)
 

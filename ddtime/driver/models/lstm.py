@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddtime.driver.models.base import ForecastModel, check_dropout, check_positive_int
+from ddtime.driver.checks import check_int
+from ddtime.driver.models.base import ForecastModel, check_dropout
 
 
 class LSTMLayer(nn.Module):
@@ -45,8 +46,8 @@ class LSTM(ForecastModel):
         self, seq_len: int, pred_len: int, channels: int, *, hidden: int = 64, layers: int = 1, dropout: float = 0.0
     ):
         super().__init__(seq_len, pred_len, channels)
-        check_positive_int("hidden", hidden)
-        check_positive_int("layers", layers)
+        check_int("hidden", hidden)
+        check_int("layers", layers)
         self.dropout = check_dropout(dropout)
         self.layers = nn.ModuleList(LSTMLayer(1 if k == 0 else hidden, hidden) for k in range(layers))
         self.head = nn.Linear(hidden, pred_len)

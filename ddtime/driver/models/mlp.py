@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddtime.driver.models.base import ForecastModel, check_dropout, check_positive_int
+from ddtime.driver.checks import check_int
+from ddtime.driver.models.base import ForecastModel, check_dropout
 
 
 class MLP(ForecastModel):
@@ -17,8 +18,8 @@ class MLP(ForecastModel):
         self, seq_len: int, pred_len: int, channels: int, *, hidden: int = 256, layers: int = 2, dropout: float = 0.0
     ):
         super().__init__(seq_len, pred_len, channels)
-        check_positive_int("hidden", hidden)
-        check_positive_int("layers", layers)
+        check_int("hidden", hidden)
+        check_int("layers", layers)
         self.dropout = check_dropout(dropout)
         sizes = [seq_len] + [hidden] * layers
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))

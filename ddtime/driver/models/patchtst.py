@@ -11,7 +11,8 @@ one patch is padded at the end to ``patch_len`` first.
 import torch
 from torch import nn
 
-from ddtime.driver.models.base import ForecastModel, InstanceNorm, check_positive_int
+from ddtime.driver.checks import check_int
+from ddtime.driver.models.base import ForecastModel, InstanceNorm
 from ddtime.driver.models.transformer import Encoder
 
 
@@ -36,8 +37,8 @@ class PatchTST(ForecastModel):
         dropout: float = 0.0,
     ):
         super().__init__(seq_len, pred_len, channels)
-        self.patch_len = check_positive_int("patch_len", patch_len)
-        self.stride = check_positive_int("stride", stride)
+        self.patch_len = check_int("patch_len", patch_len)
+        self.stride = check_int("stride", stride)
         self.encoder = Encoder(d_model, n_heads, d_ff, layers, dropout)
         self.padded_len = max(seq_len, patch_len) + stride
         self.n_patches = (self.padded_len - patch_len) // stride + 1

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddtime.driver.models.base import check_dropout, check_positive_int
+from ddtime.driver.checks import check_int
+from ddtime.driver.models.base import check_dropout
 
 
 class MultiHeadAttention(nn.Module):
@@ -66,7 +67,7 @@ class Encoder(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, layers: int, dropout: float = 0.0):
         super().__init__()
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff), ("layers", layers)):
-            check_positive_int(name, value)
+            check_int(name, value)
         dropout = check_dropout(dropout)
         self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(layers))
 

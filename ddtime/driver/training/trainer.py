@@ -5,8 +5,8 @@ the label. Metrics are MSE and MAE over all elements of the scaled series (TSLib
 
 Recipe (Time-Series-Library / LTSF-Linear): MSE loss, Adam, learning rate halved every epoch
 from the third one on (TSLib ``lradj="type1"``), early stopping on the validation MSE with
-``patience`` and restoration of the best weights. Experts (SPEC section 4) use SGD with momentum
-(or SAM) at a constant rate and no early stopping.
+``patience`` and restoration of the best weights. Experts (trajectory matching's recipe, MTT and
+CondTSF's ``buffer.py``) use SGD with momentum (or SAM) at a constant rate and no early stopping.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.training.sam import SAM
 
 OPTIMIZERS = ("adam", "sgd", "sam")
@@ -125,7 +126,7 @@ def train_model(
     Args:
         optimizer: "adam", "sgd" (momentum) or "sam" (SAM around SGD with momentum, radius rho).
         lr: learning rate; None takes the model's ``adam_lr`` for Adam (5e-3 LTSF-Linear family,
-            1e-3 MLP/CNN/LSTM, 1e-4 transformers) and 5e-4 for SGD/SAM (SPEC's expert recipe).
+            1e-3 MLP/CNN/LSTM, 1e-4 transformers) and 5e-4 for SGD/SAM (the experts' rate, as CondTSF's ``buffer.py``).
         epochs: maximum number of passes over the training windows.
         patience: early stopping on the validation MSE (standard protocol): stop after
             ``patience`` epochs without improvement and restore the best weights. None disables
@@ -141,19 +142,14 @@ def train_model(
         {"test_mse", "test_mae", "val_mse" (best, None without validation), "best_epoch",
         "epochs" (run), "train_loss" (per epoch), "val_history" (per epoch)}.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-        raise ValueError(f"patience must be a positive int or None, got {patience!r}")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_int("patience", patience, optional=True)
     if lr is None:
         lr = getattr(model, "adam_lr", DEFAULT_LR["adam"]) if optimizer == "adam" else DEFAULT_LR[optimizer]
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    check_number("lr", lr, positive=True)
     schedule = ("type1" if optimizer == "adam" else "constant") if lr_schedule == "auto" else lr_schedule
 
     seq_len = data.seq_len

@@ -11,6 +11,7 @@ fully trained expert's forecast (``"teacher"``). Other options are MTT's.
 """
 from __future__ import annotations
 
+from ddtime.driver.checks import check_choice, check_int
 from ddtime.driver.distill.methods.base import DistillContext, register_method
 from ddtime.driver.distill.methods.mtt import MTT
 from ddtime.driver.distill.teacher import sample_teacher, teacher_predict
@@ -27,13 +28,11 @@ class DATM(MTT):
     def __init__(self, *, window_every: int = 40, initial_window: tuple[int, int] = (0, 2),
                  soft_labels: bool = True, soft_label_init: str = "data", **mtt_options):
         super().__init__(**mtt_options)
-        if not isinstance(window_every, int) or window_every < 1:
-            raise ValueError(f"window_every: expected a positive int, got {window_every!r}")
+        check_int("window_every", window_every)
         lo, hi = initial_window
         if not 0 <= lo < hi:
             raise ValueError(f"initial_window: expected 0 <= lo < hi, got {initial_window!r}")
-        if soft_label_init not in SOFT_LABEL_INITS:
-            raise ValueError(f"soft_label_init: expected one of {SOFT_LABEL_INITS}, got {soft_label_init!r}")
+        check_choice("soft_label_init", soft_label_init, SOFT_LABEL_INITS)
         self.window_every, self.initial_window = window_every, (int(lo), int(hi))
         self.soft_labels, self.soft_label_init = bool(soft_labels), soft_label_init
 

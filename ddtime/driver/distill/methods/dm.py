@@ -13,6 +13,7 @@ import copy
 
 import torch
 
+from ddtime.driver.checks import check_choice, check_int
 from ddtime.driver.distill.matching import mean_embedding_distance
 from ddtime.driver.distill.methods.base import DistillContext, DistillMethod, MethodOutput, register_method
 from ddtime.driver.models import assign_flat_params, build_model
@@ -27,10 +28,8 @@ class DM(DistillMethod):
     name = "dm"
 
     def __init__(self, *, network: str = "expert", real_batch: int = 256):
-        if network not in NETWORKS:
-            raise ValueError(f"network: expected one of {NETWORKS}, got {network!r}")
-        if not isinstance(real_batch, int) or real_batch < 1:
-            raise ValueError(f"real_batch: expected a positive int, got {real_batch!r}")
+        check_choice("network", network, NETWORKS)
+        check_int("real_batch", real_batch)
         self.network, self.real_batch = network, real_batch
         self.requires_experts = network == "expert"
         self._net: torch.nn.Module | None = None

@@ -34,6 +34,7 @@ import math
 
 import torch
 
+from ddtime.driver.checks import check_int, check_number
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance
 from ddtime.driver.distill.methods.base import DistillContext, DistillMethod, MethodOutput, register_method
 from ddtime.driver.models import functional_forward
@@ -100,18 +101,13 @@ class TGDD(DistillMethod):
 
     def __init__(self, *, groups: int | None = None, alpha: float | None = None, region: int = 6,
                  lr_per_sample: float = 0.1, momentum: float = 0.5, real_batch: int = 256, kmeans_iterations: int = 50):
-        for name, v, low in (("region", region, 0), ("real_batch", real_batch, 1), ("kmeans_iterations",
-                                                                                     kmeans_iterations, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
-        if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1):
-            raise ValueError(f"groups: expected a positive int or None, got {groups!r}")
-        if alpha is not None and not alpha >= 0:
-            raise ValueError(f"alpha: expected a non-negative weight or None, got {alpha!r}")
-        if not lr_per_sample > 0:
-            raise ValueError(f"lr_per_sample: expected a positive learning rate, got {lr_per_sample!r}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum: expected 0 <= momentum < 1, got {momentum!r}")
+        check_int("region", region, minimum=0)
+        check_int("real_batch", real_batch)
+        check_int("kmeans_iterations", kmeans_iterations, minimum=0)
+        check_int("groups", groups, optional=True)
+        check_number("alpha", alpha, minimum=0.0, optional=True)
+        check_number("lr_per_sample", lr_per_sample, positive=True)
+        check_number("momentum", momentum, minimum=0.0, below=1.0)
         self.groups, self.alpha, self.region = groups, alpha, region
         self.lr_per_sample, self.momentum, self.real_batch = float(lr_per_sample), float(momentum), real_batch
         self.kmeans_iterations = kmeans_iterations
