@@ -3,12 +3,10 @@
 ``rank_main(rank, world, job)`` joins the group through ``job["init_file"]``, distils the generated
 dataset (24 -> 12) with the experts of ``job["experts"]`` and the flat config record ``job["config"]``
 into ``job["out"]/rank{rank}``, and saves what it got to ``job["results"]/rank{rank}.pt``. With
-``job["die"] = (rank, iteration)`` that rank ends abruptly (``os._exit``) as it starts that
-iteration's update; ``job["hang"] = (rank, iteration, seconds)`` makes it sleep instead. A collective
-failure is saved as ``{"error": message}``.
+``job["hang"] = (rank, iteration, seconds)`` that rank sleeps as it starts that iteration's update
+(the test then kills it). A collective failure is saved as ``{"error": message}``.
 """
 import datetime
-import os
 import pathlib
 import time
 
@@ -35,14 +33,12 @@ def rank_main(rank: int, world: int, job: dict) -> None:
                             timeout=datetime.timedelta(seconds=job.get("timeout", 30)))
     step = TrajectoryBatch.step
 
-    def failing_step(self, iteration):
-        if job.get("die") == (rank, iteration):
-            os._exit(1)
-        if job.get("hang", (None, None))[:2] == (rank, iteration):
+    def hanging_step(self, iteration):
+        if (job.get("hang") or (None, None))[:2] == (rank, iteration):
             time.sleep(job["hang"][2])
         return step(self, iteration)
 
-    TrajectoryBatch.step = failing_step
+    TrajectoryBatch.step = hanging_step
     results = pathlib.Path(job["results"])
     try:
         data = load_forecasting(None, seq_len=SEQ, pred_len=PRED)
@@ -55,5 +51,5 @@ def rank_main(rank: int, world: int, job: dict) -> None:
     except RankLost as exc:
         torch.save({"error": str(exc)}, results / f"rank{rank}.pt")
     finally:
-        if job.get("hang") is None and job.get("die") is None:
+        if job.get("hang") is None:
             dist.destroy_process_group()
