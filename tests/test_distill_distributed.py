@@ -2,6 +2,11 @@
 trajectories per update on one process equals P = B ranks, a one-rank group changes nothing, a rank
 that stops answering ends the others with one line and the job resumes from rank 0's checkpoint."""
 import datetime
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,11 +15,13 @@ import torch.multiprocessing as mp
 
 from ddtime.driver.distill import DistillConfig, DDTimeTerms, distill
 from ddtime.driver.distill.distributed import TrajectoryBatch, slot_seed
+from ddtime.driver.distill.methods import DistillMethod, MethodOutput
 from ddtime.driver.distill.loop import CHECKPOINT_NAME
 from distill_configs import distill_config
 from distributed_worker import rank_main, score
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 RECORD = dict(method="mtt", method_options={"syn_steps": 3, "max_start_epoch": 3}, samples=6, iterations=6,
               quiet=True, condtsf=True, ddtime=True, checkpoint_every=1, select_every=2, trajectories_per_update=2)
@@ -122,3 +129,35 @@ def test_batch_settings_are_checked(data, experts, monkeypatch):
         distill(data, DistillConfig(method="tgdd", samples=6, iterations=1, quiet=True, select_every=0,
                                     checkpoint_every=0, trajectories_per_update=2), experts=experts)
     assert len({slot_seed(0, j, it) for j in range(4) for it in range(50)}) == 200
+
+
+class _Recorder(DistillMethod):
+    name = "recorder"
+
+    def __init__(self):
+        self.outputs = []
+
+    def step(self, ctx, iteration):
+        self.outputs.append(MethodOutput(loss=torch.ones((), requires_grad=True)))
+        return self.outputs[-1]
+
+
+def test_one_trajectory_is_the_methods_own_step():
+    """B = 1: the method's output itself, from the run's context (no averaging, no slot streams)."""
+    method, ctx = _Recorder(), object()
+    batch = TrajectoryBatch(method, ctx, [torch.zeros(2, requires_grad=True)], trajectories=1, seed=0)
+    assert batch.step(0) is method.outputs[-1] and batch.methods == []
+
+
+def test_torchrun_command_two_ranks(tmp_path):
+    """``torchrun --nproc-per-node 2 -m ddtime distill``: one trajectory per rank by default, rank 0 alone
+    reports and writes the results."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "DDTIME_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ddtime",
+           "distill", "--iterations", "3", "--num-experts", "2", "--expert-epochs", "3", "--students", "1",
+           "--eval-epochs", "1", "--select-every", "3", "--quiet", "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test MSE") == 1
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["settings"]["trajectories_per_update"] == 2
