@@ -76,8 +76,9 @@ def all_reduce_sum(buffer: torch.Tensor, what: str) -> None:
 
 
 @contextlib.contextmanager
-def _slot_rng(generator: torch.Generator, device: torch.device):
+def _slot_rng(generator: torch.Generator, device):
     """The global torch RNG forked and seeded from ``generator`` for the block."""
+    device = torch.device(device)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
@@ -115,14 +116,32 @@ class TrajectoryBatch:
         return self._contexts[1]
 
     def step(self, iteration: int) -> MethodOutput:
-        """The update's base output: the method's own for B = 1, else the batch's (module docstring)."""
+        """The update's base output: the method's own for B = 1, else the batch's (module docstring), its
+        metrics (e.g. MTT's ``start_epoch``) averaged over the batch."""
         if self.total == 1:
             return self.method.step(self.ctx, iteration)
+        sums, counts, scalars, names = self._local_sums(iteration)
+        buffer = torch.cat([s.reshape(-1) for s in sums] + [counts, scalars])
+        if self.world > 1:
+            all_reduce_sum(buffer, f"the gradient all-reduce of iteration {iteration}")
+        sizes = [s.numel() for s in sums]
+        flat, counts, scalars = buffer.split([sum(sizes), len(sums), len(scalars)])
+        grads = [g.view_as(s) / self.total if c > 0 else None
+                 for g, s, c in zip(flat.split(sizes), sums, counts.tolist())]
+        means = (scalars / self.total).tolist()
+        mean_loss = torch.tensor(means[0], dtype=flat.dtype, device=flat.device)
+        linear = sum((p * g).sum() for p, g in zip(self.params, grads) if g is not None)
+        loss = mean_loss * (1.0 + (linear - linear.detach()))  # value mean_loss, gradient mean_loss * mean grad
+        return MethodOutput(loss=loss, metrics=dict(zip(names, means[1:])))
+
+    def _local_sums(self, iteration: int):
+        """Over this rank's slots: the sums of the normalised base gradients (one per parameter), how many
+        slots reached each parameter ``[len(params)]``, ``[sum of L_j, sum of each metric]`` and the metric names."""
         sums = [torch.zeros_like(p) for p in self.params]
-        used = torch.zeros(len(self.params), dtype=sums[0].dtype, device=sums[0].device)
-        loss_sum, metric_sums = 0.0, None
+        counts = torch.zeros(len(self.params), dtype=sums[0].dtype, device=sums[0].device)
+        loss_sum, metric_sums = 0.0, {}
         for method, ctx in zip(self.methods, self._slot_contexts(iteration)):
-            with _slot_rng(ctx.generator, torch.device(ctx.device)):
+            with _slot_rng(ctx.generator, ctx.device):
                 out = method.step(ctx, iteration)
             if out.stepped:
                 raise ValueError(f"trajectories_per_update: method {method.name!r} updates the set itself; it runs "
@@ -131,23 +150,12 @@ class TrajectoryBatch:
             for n, (s, g) in enumerate(zip(sums, grads)):
                 if g is not None:
                     s.add_(g)
-                    used[n] += 1
+                    counts[n] += 1
             loss_sum += float(out.loss.detach())
-            metric_sums = {k: (metric_sums or {}).get(k, 0.0) + float(v) for k, v in sorted(out.metrics.items())}
-        metric_sums = metric_sums or {}
-        scalars = torch.tensor([loss_sum, *metric_sums.values()], dtype=used.dtype, device=used.device)
-        buffer = torch.cat([s.reshape(-1) for s in sums] + [used, scalars])
-        if self.world > 1:
-            all_reduce_sum(buffer, f"the gradient all-reduce of iteration {iteration}")
-        sizes = [s.numel() for s in sums]
-        flat, counts, totals = buffer.split([sum(sizes), len(sums), len(scalars)])
-        grads = [g.view_as(s) / self.total if c > 0 else None
-                 for g, s, c in zip(flat.split(sizes), sums, counts.tolist())]
-        totals = (totals / self.total).tolist()
-        mean_loss = torch.tensor(totals[0], dtype=used.dtype, device=used.device)
-        linear = sum((p * g).sum() for p, g in zip(self.params, grads) if g is not None)
-        loss = mean_loss * (1.0 + (linear - linear.detach()))  # value mean_loss, gradient mean_loss * mean grad
-        return MethodOutput(loss=loss, metrics=dict(zip(metric_sums, totals[1:])))
+            for k, v in sorted(out.metrics.items()):
+                metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
+        scalars = torch.tensor([loss_sum, *metric_sums.values()], dtype=counts.dtype, device=counts.device)
+        return sums, counts, scalars, list(metric_sums)
 
 
 @contextlib.contextmanager
