@@ -22,7 +22,8 @@ Randomness (all derived from ``config.seed``):
 Rank 0 alone writes (checkpoints, selection, history, results: :func:`is_writer`); on resume it
 reads its checkpoint and broadcasts it (:func:`checkpoint_for_resume`), so ranks on other machines
 need no shared file system. A failed collective (a rank died, or stopped answering within the
-process group's timeout) raises :class:`RankLost`, one line naming the rank and the iteration.
+process group's timeout) raises :class:`RankLost`, one line naming the rank and the iteration (under
+NCCL the library's watchdog may end the rank first, with its own message, after the same timeout).
 """
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ def all_reduce_sum(buffer: torch.Tensor, what: str) -> None:
     """In place: ``buffer`` summed over the ranks; a failure raises :class:`RankLost` naming ``what``."""
     try:
         dist.all_reduce(buffer)
+        if buffer.is_cuda:  # NCCL reports on the stream: wait here, where a failure gets its line
+            torch.cuda.current_stream(buffer.device).synchronize()
     except RuntimeError as exc:  # gloo: RuntimeError; NCCL: DistBackendError, a RuntimeError
         rank, world = dist_rank_world()
         raise RankLost(f"rank {rank} of {world}: {what} failed: a rank died or stopped answering "
