@@ -29,6 +29,7 @@ def rank_main(rank: int, world: int, job: dict) -> None:
     from distill_configs import distill_config
 
     torch.set_num_threads(1)
+    data, store = load_forecasting(None, seq_len=SEQ, pred_len=PRED), ExpertStore(job["experts"])
     dist.init_process_group("gloo", init_method=f"file://{job['init_file']}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=job.get("timeout", 30)))
     step = TrajectoryBatch.step
@@ -41,8 +42,7 @@ def rank_main(rank: int, world: int, job: dict) -> None:
     TrajectoryBatch.step = hanging_step
     results = pathlib.Path(job["results"])
     try:
-        data = load_forecasting(None, seq_len=SEQ, pred_len=PRED)
-        result = distill(data, distill_config(**job["config"]), experts=ExpertStore(job["experts"]),
+        result = distill(data, distill_config(**job["config"]), experts=store,
                          out_dir=pathlib.Path(job["out"]) / f"rank{rank}", resume=job.get("resume", False),
                          validate=score)
         torch.save({"final_windows": result.final_windows, "windows": result.windows, "history": result.history,

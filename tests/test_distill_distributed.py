@@ -85,7 +85,7 @@ def test_rank_that_stops_answering_ends_the_job_and_it_resumes(one_process, expe
     """Rank 1 stops answering at iteration 4 and is killed: rank 0's all-reduce times out with one line;
     a new job resumes from rank 0's checkpoint of iterations 0-3 (rank 1's directory stays empty)."""
     job = {"config": RECORD, "experts": str(experts.out_dir), "out": str(tmp_path / "out"), "hang": (1, 4, 600),
-           "timeout": 5}
+           "timeout": 10}
     codes, (rank0, rank1) = _spawn(2, job, tmp_path, only_rank0=True)
     assert codes[0] == 0 and rank1 is None
     message = rank0["error"]
