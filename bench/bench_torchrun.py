@@ -255,7 +255,8 @@ def _projection(timing: list[dict], reduce: dict, ranks: int) -> list[str]:
     to the 2-rank all-reduce alone (``c(n) = 2 alpha + 4n / beta``)."""
     one = next(t for t in timing if t["world"] == 1)["median"]
     two = next(t for t in timing if t["world"] == 2)
-    shared, per_trajectory = _fit_line([int(b) for b in one], [v["iteration"] for v in one.values()])
+    fitted, per_trajectory = _fit_line([int(b) for b in one], [v["iteration"] for v in one.values()])
+    shared = max(fitted, 0.0)  # the work outside the trajectories (Adam, terms) cannot be negative
     sizes = [int(n) for n in reduce["median_seconds"]]
     intercept, slope = _fit_line(sizes, list(reduce["median_seconds"].values()))
     alpha, beta = intercept / 2, 4 / slope  # seconds per message, bytes per second
@@ -265,12 +266,12 @@ def _projection(timing: list[dict], reduce: dict, ranks: int) -> list[str]:
         return 2 * (p - 1) * alpha + 2 * (p - 1) / p * 4 * floats / beta
 
     lines = ["", "## Projection", "",
-             f"One process, by least squares over B = {', '.join(one)}: s / iteration = {shared:.4f} + "
+             f"One process, by least squares over B = {', '.join(one)}: s / iteration = {fitted:.4f} + "
              f"{per_trajectory:.4f} x B (one trajectory costs {per_trajectory:.4f} s an iteration, "
-             f"{calls} updates). The all-reduce alone on 2 ranks fits c(n) = {2 * alpha * 1e6:.0f} us + n x "
+             f"{calls:g} updates; the intercept is taken as {shared:.4f}). The all-reduce alone on 2 ranks fits c(n) = {2 * alpha * 1e6:.0f} us + n x "
              f"{slope * 1e9:.2f} ns (alpha {alpha * 1e6:.0f} us a message, beta {beta / 1e9:.2f} GB/s); a ring "
              f"all-reduce on P ranks costs 2(P-1) alpha + 2(P-1)/P x 4n / beta. The run reduces n = {n} values "
-             f"{calls} times an iteration.", "",
+             f"{calls:g} times an iteration.", "",
              "| ranks P = B | compute s / iteration (1 trajectory a rank) | all-reduce s / iteration | "
              "communication share | one process with the same B | speed-up |", "|---|---|---|---|---|---|"]
     for p in sorted({2, 4, ranks}):
@@ -284,7 +285,9 @@ def _projection(timing: list[dict], reduce: dict, ranks: int) -> list[str]:
     lines += ["", f"At P = {ranks} the all-reduce would take as long as the compute once the set held about "
                   f"{crossover:.3g} values ({crossover * 4 / 2**20:.0f} MiB), with this machine's alpha and beta and "
                   "this per-trajectory compute (which itself grows with the set). Electricity's CondTSF set holds "
-                  "78 x 321 = 25,038 values, traffic's 70 x 862 = 60,340."]
+                  "78 x 321 = 25,038 values, traffic's 70 x 862 = 60,340. The projection assumes a free core (or GPU) per "
+                  "rank; alpha and beta are gloo's over this machine's loopback: NCCL between GPUs, or gloo between "
+                  "machines, put their own values into the same formula."]
     return lines
 
 
