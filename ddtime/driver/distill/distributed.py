@@ -62,8 +62,9 @@ def slot_seed(seed: int, slot: int, iteration: int) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0][:160] if text else type(exc).__name__)
+    """The first sentence of ``exc``'s message (at most 160 characters)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].split(". ")[0][:160] if lines else type(exc).__name__
 
 
 def all_reduce_sum(buffer: torch.Tensor, what: str) -> None:
