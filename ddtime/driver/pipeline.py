@@ -17,6 +17,7 @@ from typing import Any
 
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.distill import DistillConfig, DistillMethod, distill, save_synthetic
+from ddtime.driver.distill.distributed import is_writer
 from ddtime.driver.distill.plots import plot_run
 from ddtime.driver.evaluation import evaluate_synthetic, make_validator, student_recipe
 from ddtime.driver.experts import ExpertStore, ensure_experts
@@ -70,16 +71,20 @@ def experts_for(data, config: DistillConfig, method: DistillMethod, settings: Ex
 def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None, out_dir,
                      evaluation: EvaluationConfig = EvaluationConfig(), resume: bool = False,
                      reference_cache: dict | None = None, data_arg: str = "", plots: bool = True,
-                     expert_seconds: float = 0.0) -> dict[str, Any]:
+                     expert_seconds: float = 0.0) -> dict[str, Any] | None:
     """Distil, evaluate and write ``out_dir``'s files for one :class:`~ddtime.driver.distill.DistillConfig`.
 
     ``reference_cache`` (a dict kept by the caller) shares the full-data / random-subset
     references between runs on the same data. ``seconds`` in the results counts distillation,
     evaluation and plots; ``total_seconds`` adds ``expert_seconds`` (expert training time spent
-    by the caller). Returns the ``results.json`` content.
+    by the caller). Returns the ``results.json`` content; under ``torchrun`` only rank 0 selects,
+    evaluates and writes, the other ranks return None after the distillation.
     """
     t0 = time.perf_counter()
     out_dir = pathlib.Path(out_dir)
+    if not is_writer():
+        distill(data, config, experts=experts, out_dir=out_dir, resume=resume)
+        return None
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = student_recipe(data.protocol) if evaluation.recipe is None else evaluation.recipe
     validate = make_validator(data, model=config.model, recipe=recipe, seed=config.seed, device=config.device,

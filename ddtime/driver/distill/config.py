@@ -26,6 +26,9 @@ class DistillConfig:
 
     ``condtsf``: CondTSF's value update, or None (off); ``ddtime``: DDTime's terms, or None (off).
     ``term_balance``: how ``L_base`` and DDTime's terms combine (see ``DistillRun._update``).
+    ``trajectories_per_update``: B trajectories (MTT's expert segments, DM's networks) averaged into
+    each update's base gradient, shared out over the ``torchrun`` ranks
+    (:mod:`~ddtime.driver.distill.distributed`).
     """
 
     method: str = "mtt"
@@ -38,6 +41,7 @@ class DistillConfig:
     condtsf: CondTSFUpdate | None = None
     ddtime: DDTimeTerms | None = None
     term_balance: str = "grad-norm"
+    trajectories_per_update: int = 1
     model: str = "dlinear"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -48,7 +52,7 @@ class DistillConfig:
     quiet: bool = False
 
     def __post_init__(self):
-        for name in ("samples", "iterations", "stride"):
+        for name in ("samples", "iterations", "stride", "trajectories_per_update"):
             check_int(name, getattr(self, name))
         for name in ("select_every", "checkpoint_every"):  # 0 = off
             check_int(name, getattr(self, name), minimum=0)
@@ -60,6 +64,9 @@ class DistillConfig:
             raise TypeError(f"condtsf: expected a CondTSFUpdate or None, got {type(self.condtsf).__name__}")
         if self.ddtime is not None and not isinstance(self.ddtime, DDTimeTerms):
             raise TypeError(f"ddtime: expected a DDTimeTerms or None, got {type(self.ddtime).__name__}")
+        if self.trajectories_per_update > 1 and self.ddtime is not None and self.ddtime.student_side == "student":
+            raise ValueError("trajectories_per_update: student_side='student' needs one unrolled student per update "
+                             f"(got {self.trajectories_per_update} trajectories); use student_side='labels'")
 
     @property
     def needs_teacher(self) -> bool:
@@ -80,7 +87,9 @@ class DistillConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The flat settings record kept in ``results.json`` and checkpoints: ``condtsf`` / ``ddtime``
-        as booleans beside their settings (``condtsf_beta``, ..., ``alpha``, ...; the defaults when off)."""
+        as booleans beside their settings (``condtsf_beta``, ..., ``alpha``, ...; the defaults when off);
+        ``trajectories_per_update`` only above 1, so that one-trajectory records and checkpoints stay
+        those of earlier versions."""
         condtsf, ddtime = self.condtsf or CondTSFUpdate(), self.ddtime or DDTimeTerms()
         record: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -91,6 +100,6 @@ class DistillConfig:
             elif f.name == "ddtime":
                 record["ddtime"] = value is not None
                 record.update(dataclasses.asdict(ddtime))
-            else:
+            elif f.name != "trajectories_per_update" or value > 1:
                 record[f.name] = copy.deepcopy(value)
         return record

@@ -21,7 +21,9 @@ Per iteration (see :mod:`ddtime.driver.distill.methods.base` for the method inte
    iteration, loss and validation history, best set. ``resume=True`` continues from it and
    gives the same result as an uninterrupted run.
 
-All randomness comes from one ``torch.Generator`` seeded with ``config.seed``.
+All randomness comes from one ``torch.Generator`` seeded with ``config.seed`` (with
+``trajectories_per_update`` B > 1 each trajectory slot also has its own, derived from it; under
+``torchrun`` the ranks share each update: :mod:`ddtime.driver.distill.distributed`).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from tqdm.auto import tqdm
 
 from ddtime.driver.distill.checkpoint import load_checkpoint, save_checkpoint
 from ddtime.driver.distill.config import DistillConfig
+from ddtime.driver.distill.distributed import TrajectoryBatch, checkpoint_for_resume, is_writer
 from ddtime.driver.distill.methods import DistillContext
 from ddtime.driver.distill.synthetic import SyntheticSet
 from ddtime.driver.distill.teacher import sample_teacher
@@ -123,6 +126,8 @@ class DistillRun:
         groups = [{"params": self.synthetic.parameters()}]
         groups += [g if isinstance(g, dict) else {"params": [g]} for g in self.method.synthetic_parameters()]
         self.optimizer = torch.optim.Adam(groups, lr=config.lr)
+        self.trajectories = TrajectoryBatch(self.method, self.ctx, [p for g in groups for p in g["params"]],
+                                            trajectories=config.trajectories_per_update, seed=config.seed)
         self.history: list[dict[str, Any]] = []
         self.val_history: list[tuple[int, float]] = []
         self.best: dict[str, Any] = {"val": math.inf, "iteration": 0, "windows": None}
@@ -148,7 +153,7 @@ class DistillRun:
                 config.condtsf.apply(self.synthetic, self.model, teacher)
                 self.history.append({"iteration": it, "kind": "condtsf"})
             else:
-                out = method.step(self.ctx, it)
+                out = self.trajectories.step(it)  # method.step, or B trajectories averaged over the ranks
                 record: dict[str, Any] = {"iteration": it, "kind": "base", "base": float(out.loss.detach())}
                 if not out.stepped:
                     record.update(self._update(out))
@@ -252,13 +257,16 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
     run = DistillRun(data, config, experts=experts)
     ckpt_path = pathlib.Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     resumed_from = None
-    if resume and ckpt_path.exists():
-        run.resume_from(ckpt_path)
-        resumed_from = run.done
+    writer = is_writer()  # under torchrun rank 0 alone selects and writes; every rank resumes from its checkpoint
+    validate = validate if writer else None
+    with checkpoint_for_resume(ckpt_path if resume else None) as source:
+        if source is not None:
+            run.resume_from(source)
+            resumed_from = run.done
     if validate is not None and config.select_initial and run.done == 0 and not run.val_history:
         run.select(validate)
-    bar = tqdm(range(run.done, config.iterations), initial=run.done, total=config.iterations, disable=config.quiet,
-               desc=f"distill {config.method}", leave=False)
+    bar = tqdm(range(run.done, config.iterations), initial=run.done, total=config.iterations,
+               disable=config.quiet or not writer, desc=f"distill {config.method}", leave=False)
     for it in bar:
         run.iteration(it)
         base = [h["base"] for h in run.history[-run.method.updates_per_iteration:] if "base" in h]
@@ -268,8 +276,8 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
         if validate is not None and config.select_every and (done % config.select_every == 0
                                                                or done == config.iterations):
             run.select(validate)
-        if ckpt_path is not None and config.checkpoint_every and (done % config.checkpoint_every == 0
-                                                                   or done == config.iterations):
+        if writer and ckpt_path is not None and config.checkpoint_every and (done % config.checkpoint_every == 0
+                                                                             or done == config.iterations):
             run.checkpoint(ckpt_path)
     bar.close()
     final = run.method.final_windows(run.ctx).detach()
