@@ -1,7 +1,9 @@
 """Loads ddtime._C and registers fake (shape) kernels and autograd for its operators.
 
-The C++ side defines the schemas (csrc/ddtime.cpp) and the CPU/CUDA kernels; everything that
-torch.compile and autograd need beyond that lives here, in one place.
+The C++ side defines the schemas (csrc/ddtime.cpp), the CPU/CUDA kernels and the autograd of
+isib_loss and pairwise_symmetric_kl (csrc/autograd.cpp: at the paper's size a Python
+autograd.Function costs more than the kernels); the fake kernels of every op and the autograd of
+the value-loss ops live here.
 """
 import torch
 
@@ -138,41 +140,6 @@ def _bins_backward(ctx, grad_modulus, _):
 
 
 torch.library.register_autograd("ddtime::frequency_alignment_bins", _bins_backward, setup_context=_bins_setup)
-
-
-def _pairwise_setup(ctx, inputs, output):
-    x, tau = inputs
-    ctx.save_for_backward(x)
-    ctx.tau = tau
-
-
-def _pairwise_backward(ctx, grad_D):
-    _first_order_only("pairwise_symmetric_kl")
-    (x,) = ctx.saved_tensors
-    return ops.pairwise_symmetric_kl_backward(grad_D, x, ctx.tau), None
-
-
-torch.library.register_autograd("ddtime::pairwise_symmetric_kl", _pairwise_backward, setup_context=_pairwise_setup)
-
-
-def _isib_setup(ctx, inputs, output):
-    x, tau = inputs
-    _, D = output
-    ctx.mark_non_differentiable(D)
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(D, x)
-    ctx.tau = tau
-
-
-def _isib_backward(ctx, grad_loss, _):
-    if grad_loss is None:
-        return None, None
-    _first_order_only("isib_loss")
-    D, x = ctx.saved_tensors
-    return ops.isib_loss_backward(grad_loss, D, x, ctx.tau), None
-
-
-torch.library.register_autograd("ddtime::isib_loss", _isib_backward, setup_context=_isib_setup)
 
 
 def cuda_version() -> int:
