@@ -1,8 +1,8 @@
 """ddtime.pairwise_symmetric_kl / ddtime.isib_loss (ops 5-8) against the references in ddtime.reference.
 
 Runs on every device of tests/tolerances.py. Errors are norm-wise: max|ours - ref64| / max|ref64|,
-where ref64 is the float64 reference evaluated on the same (dtype-rounded) input. Tolerances (SPEC
-section 2; the values are in tests/tolerances.py):
+where ref64 is the float64 reference evaluated on the same (dtype-rounded) input. Tolerances (the
+values are in tests/tolerances.py):
 
 =================  ===========================================================================
 dtype              bound

@@ -19,6 +19,7 @@
 // direct loop over differences, with a = 0 passed on), and every row's softmax backward writes
 // grad_x. isib_loss_backward builds Gs' = -g exp(-D) / (npairs N) by row panels when S^2 is large,
 // so it holds no second S x S matrix.
+// Rows: float32 on AVX-512 CPUs use the intrinsics of softmax_rows_avx512.h, else softmax_rows.h.
 // GEMMs: float32 with kDirectMaxSamples < S <= kSmallGemmMaxSamples on AVX-512 CPUs use the
 // register-tiled kernels of small_gemm_avx512.h (~1.6x MKL's sgemm, which runs its AVX2 path on AMD
 // CPUs); everything else at::mm / addmm_.
