@@ -1,9 +1,10 @@
 // Operator schemas of the `ddtime` library and the Python module stub.
 //
-// Kernels live beside this file: csrc/cpu/*_cpu.cpp (TORCH_LIBRARY_IMPL CPU) and, in CUDA builds,
-// csrc/cuda/*_cuda.cpp (TORCH_LIBRARY_IMPL CUDA). Autograd and fake (meta) kernels are registered
-// from Python in ddtime/_ops.py. The definitions of every op are in ../SPEC-derived docs of
-// ddtime/functional.py; shapes below use H = size(dim), F = H // 2 + 1.
+// Kernels live beside this file: csrc/cpu/*_cpu.cpp (TORCH_LIBRARY_IMPL CPU), in CUDA builds
+// csrc/cuda/*_cuda.cpp (TORCH_LIBRARY_IMPL CUDA), and the autograd of the differentiable ops in
+// csrc/autograd.cpp (TORCH_LIBRARY_IMPL Autograd); the fake (meta) kernels are registered from Python
+// in ddtime/_ops.py. What each op computes is defined in the docstrings of the public functions that
+// call it, in ddtime/functional.py; shapes below use H = size(dim), F = H // 2 + 1.
 #include <Python.h>
 #include <torch/library.h>
 

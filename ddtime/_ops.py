@@ -1,7 +1,8 @@
-"""Loads ddtime._C and registers fake (shape) kernels and autograd for its operators.
+"""Loads ddtime._C and registers fake (shape) kernels for its operators.
 
-The C++ side defines the schemas (csrc/ddtime.cpp) and the CPU/CUDA kernels; everything that
-torch.compile and autograd need beyond that lives here, in one place.
+The C++ side defines the schemas (csrc/ddtime.cpp), the CPU/CUDA kernels and the autograd of every
+op (csrc/autograd.cpp: at the paper's sizes a Python autograd.Function costs more than the kernels);
+what torch.compile needs beyond that, the fake (shape) kernels, lives here.
 """
 import torch
 
@@ -73,106 +74,6 @@ def _(x, tau):
 @torch.library.register_fake("ddtime::isib_loss_backward")
 def _(grad_loss, D, x, tau):
     return x.new_empty(x.shape)
-
-
-# ---- autograd -----------------------------------------------------------------------------
-def _first_order_only(name):
-    """Backward runs with grad mode on only under ``create_graph=True``: the fused backward kernels
-    have no derivative of their own, so refuse instead of returning a gradient that is silently
-    cut from the graph."""
-    if torch.is_grad_enabled():
-        raise RuntimeError(
-            f"ddtime::{name}: double backward (create_graph=True) is not supported by the fused kernels; "
-            f"use the plain-PyTorch twin in ddtime.reference for higher-order gradients"
-        )
-
-
-def _no_double_backward(name):
-    return (
-        f"ddtime::{name} was run with compute_grad=False, so it holds no gradient; call it through "
-        "ddtime.value_loss / ddtime.frequency_alignment_loss, which request one when inputs require grad"
-    )
-
-
-def _value_setup(ctx, inputs, output):
-    _, _, _, dim, _ = inputs
-    _, grad = output
-    ctx.mark_non_differentiable(grad)
-    ctx.set_materialize_grads(False)  # no input-sized zeros for the non-differentiable output
-    ctx.save_for_backward(grad)
-    ctx.dim = dim
-
-
-def _value_backward(ctx, grad_rows, _):
-    if grad_rows is None:  # grads are not materialised: None means zero
-        return None, None, None, None, None
-    _first_order_only("value_loss_fused")
-    (grad,) = ctx.saved_tensors
-    if grad.numel() == 0:
-        raise RuntimeError(_no_double_backward("value_loss_fused"))
-    g = ops.value_loss_backward(grad_rows, grad, ctx.dim)
-    need_input, need_target = ctx.needs_input_grad[:2]
-    return (g if need_input else None), (-g if need_target else None), None, None, None
-
-
-torch.library.register_autograd("ddtime::value_loss_fused", _value_backward, setup_context=_value_setup)
-
-
-def _bins_setup(ctx, inputs, output):
-    input, _, dim = inputs
-    _, phase = output
-    ctx.mark_non_differentiable(phase)
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(phase)
-    ctx.dim, ctx.length = dim, input.shape[dim]
-
-
-def _bins_backward(ctx, grad_modulus, _):
-    if grad_modulus is None:
-        return None, None, None
-    _first_order_only("frequency_alignment_bins")
-    (phase,) = ctx.saved_tensors
-    g = ops.frequency_alignment_bins_backward(grad_modulus, phase, ctx.dim, ctx.length)
-    need_input, need_target = ctx.needs_input_grad[:2]
-    return (g if need_input else None), (-g if need_target else None), None
-
-
-torch.library.register_autograd("ddtime::frequency_alignment_bins", _bins_backward, setup_context=_bins_setup)
-
-
-def _pairwise_setup(ctx, inputs, output):
-    x, tau = inputs
-    ctx.save_for_backward(x)
-    ctx.tau = tau
-
-
-def _pairwise_backward(ctx, grad_D):
-    _first_order_only("pairwise_symmetric_kl")
-    (x,) = ctx.saved_tensors
-    return ops.pairwise_symmetric_kl_backward(grad_D, x, ctx.tau), None
-
-
-torch.library.register_autograd("ddtime::pairwise_symmetric_kl", _pairwise_backward, setup_context=_pairwise_setup)
-
-
-def _isib_setup(ctx, inputs, output):
-    x, tau = inputs
-    _, D = output
-    ctx.mark_non_differentiable(D)
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(D, x)
-    ctx.tau = tau
-
-
-def _isib_backward(ctx, grad_loss, _):
-    if grad_loss is None:
-        return None, None
-    _first_order_only("isib_loss")
-    D, x = ctx.saved_tensors
-    return ops.isib_loss_backward(grad_loss, D, x, ctx.tau), None
-
-
-torch.library.register_autograd("ddtime::isib_loss", _isib_backward, setup_context=_isib_setup)
 
 
 def cuda_version() -> int:

@@ -1,8 +1,8 @@
 """ddtime.pairwise_symmetric_kl / ddtime.isib_loss (ops 5-8) against the references in ddtime.reference.
 
 Runs on every device of tests/tolerances.py. Errors are norm-wise: max|ours - ref64| / max|ref64|,
-where ref64 is the float64 reference evaluated on the same (dtype-rounded) input. Tolerances (SPEC
-section 2; the values are in tests/tolerances.py):
+where ref64 is the float64 reference evaluated on the same (dtype-rounded) input. Tolerances (the
+values are in tests/tolerances.py):
 
 =================  ===========================================================================
 dtype              bound
@@ -213,6 +213,14 @@ def test_backward_ops_directly(device):
     _, grad = evaluate(isib_loss_reference, x, 0.7)
     grad_loss = torch.tensor(-2.5, dtype=x.dtype, device=device)
     torch.testing.assert_close(ops.isib_loss_backward(grad_loss, d, x, 0.7), -2.5 * grad, rtol=rtol, atol=atol)
+
+
+def test_isib_d_output_carries_no_gradient(device):
+    """isib_loss's D output (kept for the backward) is marked non-differentiable by the autograd kernel
+    (csrc/autograd.cpp); the loss output is differentiable. (Double backward: test_value_loss.py.)"""
+    x = rand((6, 2, 9), 22, dtype=torch.float64, device=device).requires_grad_()
+    loss, d = ops.isib_loss(x, 1.0)
+    assert loss.requires_grad and not d.requires_grad and d.grad_fn is None
 
 
 def test_compile_parity(device):

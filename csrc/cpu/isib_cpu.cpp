@@ -19,6 +19,7 @@
 // direct loop over differences, with a = 0 passed on), and every row's softmax backward writes
 // grad_x. isib_loss_backward builds Gs' = -g exp(-D) / (npairs N) by row panels when S^2 is large,
 // so it holds no second S x S matrix.
+// Rows: float32 on AVX-512 CPUs use the intrinsics of softmax_rows_avx512.h, else softmax_rows.h.
 // GEMMs: float32 with kDirectMaxSamples < S <= kSmallGemmMaxSamples on AVX-512 CPUs use the
 // register-tiled kernels of small_gemm_avx512.h (~1.6x MKL's sgemm, which runs its AVX2 path on AMD
 // CPUs); everything else at::mm / addmm_.
@@ -37,6 +38,7 @@
 #include "cpu/simd_exp.h"
 #include "cpu/small_gemm_avx512.h"
 #include "cpu/softmax_rows.h"
+#include "cpu/softmax_rows_avx512.h"
 
 namespace ddtime::cpu {
 namespace {
@@ -101,6 +103,18 @@ template <typename scalar_t, typename opmath_t>
 DDTIME_SIMD_CLONES void softmax_block_rows(const scalar_t* x, int64_t N, int64_t L, int64_t n0, int64_t nbb,
                                            opmath_t inv_tau, opmath_t* W, opmath_t* h, int64_t begin, int64_t end) {
   const int64_t Kb = nbb * L;
+#if DDTIME_HAVE_AVX512_GEMM
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (cpu_has_avx512()) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t s = r / nbb, c = r % nbb;
+        float* zhat = W + s * 2 * Kb + c * L;
+        h[r] = shifted_softmax_row_avx512(x + (s * N + n0 + c) * L, L, inv_tau, zhat, zhat + Kb);
+      }
+      return;
+    }
+  }
+#endif
   for (int64_t r = begin; r < end; ++r) {
     const int64_t s = r / nbb, c = r % nbb;
     opmath_t* zhat = W + s * 2 * Kb + c * L;
@@ -172,6 +186,15 @@ DDTIME_SIMD_CLONES void backward_block_rows(const opmath_t* W, const opmath_t* M
     const int64_t s = r0 + r / nbb, c = r % nbb;
     const opmath_t* zhat = W + s * 2 * Kb + c * L;
     const opmath_t* m1 = M + (r / nbb) * 2 * Kb + c * L;
+#if DDTIME_HAVE_AVX512_GEMM
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (cpu_has_avx512()) {
+        shifted_softmax_row_backward_avx512(zhat, zhat + Kb, m1, m1 + Kb, a[s], inv_tau, L,
+                                            grad + (s * N + n0 + c) * L);
+        continue;
+      }
+    }
+#endif
     shifted_softmax_row_backward<scalar_t, opmath_t>(zhat, zhat + Kb, m1, m1 + Kb, a[s], inv_tau, L,
                                                      grad + (s * N + n0 + c) * L);
   }

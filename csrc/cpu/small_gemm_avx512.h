@@ -3,7 +3,8 @@
 //
 // At S <= a few hundred, the cross terms are GEMMs of [S, K] x [K, S] and [S, S] x [S, 2K] shapes
 // where at::mm pays call overhead and, on AMD CPUs, runs MKL's AVX2 path: ~95 GFLOP/s per core on
-// the development machine (AMD EPYC, Zen 5), where these tiles reach ~150 (bench/results/isib_cpu.md).
+// the development machine (AMD EPYC with AVX-512), where these tiles reach ~150 (measured when this
+// file was written; the op-level times at S = 100 are in bench/results/isib_cpu_1thread.md).
 // Compiled with a target attribute, called only when the CPU reports AVX-512F (cpu_has_avx512());
 // elsewhere the callers use at::mm.
 #pragma once
