@@ -117,7 +117,7 @@ def test_one_rank_group_is_the_single_process_run(data, experts, tmp_path):
 
 
 def test_batch_settings_are_checked(data, experts, monkeypatch):
-    with pytest.raises(ValueError, match="trajectories_per_update: expected a positive int"):
+    with pytest.raises(ValueError, match="trajectories_per_update: expected an int >= 1, got 0"):
         DistillConfig(trajectories_per_update=0)
     with pytest.raises(ValueError, match="trajectories_per_update: student_side='student'"):
         DistillConfig(trajectories_per_update=2, ddtime=DDTimeTerms(student_side="student"))
