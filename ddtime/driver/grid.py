@@ -6,7 +6,8 @@ references (full-data model and a random real subset of the same size, computed 
 architecture). Tables: ``OUT/compare.csv`` and ``OUT/compare.md`` with, per cell, the test MSE/MAE
 (mean and std over the students) and the relative gain over the method's base run,
 ``(MSE_base - MSE_with) / MSE_base``, and its average per variant. ``resume`` reuses finished
-cells (their ``results.json``) and resumes an interrupted one from its checkpoint.
+cells (their ``results.json``) and resumes an interrupted one from its checkpoint; a cell computed
+from other data, experts or evaluation (its fingerprint) is refused with one line naming what differs.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from tqdm.auto import tqdm
 
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.distill import CondTSFUpdate, DDTimeTerms, DistillConfig, build_method
-from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings, experts_for, run_distillation
+from ddtime.driver.fingerprint import check_fingerprint
+from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings, experts_for, run_distillation, run_identity
 
 __all__ = ["VARIANTS", "VARIANT_LABELS", "run_grid", "relative_gain", "accepted_options", "variant_config",
            "markdown_table", "average_gains", "write_tables"]
@@ -93,18 +95,19 @@ def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Seq
             cell = out_dir / f"{method_name}-{variant}"
             results_path = cell / "results.json"
             results = None
+            t0 = time.perf_counter()
+            store = None
+            if method.requires_experts or config.needs_teacher:
+                if method.expert_optimizer not in stores:
+                    stores[method.expert_optimizer] = experts_for(data, config, method, experts, quiet=quiet)
+                store = stores[method.expert_optimizer]
             if resume and results_path.exists():
                 saved = json.loads(results_path.read_text())
+                check_fingerprint(saved.get("fingerprint"), run_identity(data, store, evaluation), str(results_path))
                 wanted = {k: v for k, v in config.to_dict().items() if k != "quiet"}
                 if {k: v for k, v in saved["settings"].items() if k in wanted} == wanted:
                     results = saved
             if results is None:
-                t0 = time.perf_counter()
-                store = None
-                if method.requires_experts or config.needs_teacher:
-                    if method.expert_optimizer not in stores:
-                        stores[method.expert_optimizer] = experts_for(data, config, method, experts, quiet=quiet)
-                    store = stores[method.expert_optimizer]
                 results = run_distillation(data, config, experts=store, out_dir=cell, evaluation=evaluation,
                                            resume=resume, reference_cache=cache, data_arg=data_arg,
                                            expert_seconds=time.perf_counter() - t0)

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ddtime.driver.atomic import atomic_write_bytes
+from ddtime.driver.commands.options import add_scale_option
 from ddtime.driver.commands.types import model_list, non_negative_int, positive_float, positive_int
 from ddtime.driver.data import PROTOCOLS, load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS
@@ -20,6 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--data", default=None,
                         help="dataset name or CSV path (default: the one the set was made from)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None)
+    add_scale_option(parser)
     parser.add_argument("--seq-len", type=positive_int, default=None)
     parser.add_argument("--pred-len", type=positive_int, default=None)
     parser.add_argument("--models", type=model_list, default=None,
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     seq_len = args.seq_len or int(meta.get("seq_len", DEFAULT_LENGTHS[protocol]))
     pred_len = args.pred_len or int(meta.get("pred_len", DEFAULT_LENGTHS[protocol]))
     models = args.models or model_list(meta.get("model", "dlinear"))
-    data = load_forecasting(data_arg, protocol=protocol, seq_len=seq_len, pred_len=pred_len)
+    scale = args.scale or meta.get("scale")  # default: the scaling the set was distilled under
+    data = load_forecasting(data_arg, protocol=protocol, seq_len=seq_len, pred_len=pred_len, scale=scale)
     recipe = student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr)
     results = evaluate_synthetic(windows, data, models=models, num_students=args.students, recipe=recipe,
                                  seed=args.seed, device=args.device, quiet=args.quiet,

@@ -13,7 +13,7 @@ from ddtime.driver.data import PROTOCOLS, load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
 from ddtime.driver.experts import EXPERT_OPTIMIZERS, dist_rank_world, train_experts
 from ddtime.driver.models import MODELS
-from ddtime.driver.commands.options import FULL_DEFAULTS, fill_defaults
+from ddtime.driver.commands.options import FULL_DEFAULTS, add_scale_option, fill_defaults
 from ddtime.driver.presets import PRESETS, preset_defaults
 from ddtime.driver.training import DEFAULT_LR
 
@@ -31,6 +31,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="every default of a published setting (condtsf: CondTSF's buffer.py); explicit "
                              "options win")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default standard")
+    add_scale_option(parser)
     parser.add_argument("--seq-len", type=positive_int, default=None,
                         help="look-back (default 96 standard, 24 condtsf)")
     parser.add_argument("--pred-len", type=positive_int, default=None, help="horizon (default 96 standard, 24 condtsf)")
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         own_group = True
     try:
         data = load_forecasting(args.data, protocol=args.protocol, seq_len=seq_len, pred_len=pred_len,
-                                            stride=stride)
+                                stride=stride, scale=args.scale)
         store = train_experts(data, model=args.model, num_experts=args.num_experts,
                               expert_epochs=args.expert_epochs, optimizer=args.optimizer, lr=args.lr,
                               momentum=args.momentum, batch_size=args.batch_size, rho=args.rho, out_dir=args.out,

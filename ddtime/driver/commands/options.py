@@ -19,7 +19,7 @@ import torch
 
 from ddtime.driver.commands.types import (fraction, method_option, model_list, non_negative_float, non_negative_int,
                                           positive_float, positive_int)
-from ddtime.driver.data import PROTOCOLS, load_forecasting
+from ddtime.driver.data import PROTOCOLS, SCALES, load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
 from ddtime.driver.distill import TERM_BALANCES, CondTSFUpdate, DDTimeTerms, DistillConfig
 from ddtime.driver.distill.synthetic import REPRESENTATIONS
@@ -29,7 +29,8 @@ from ddtime.driver.models import MODELS
 from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
 from ddtime.driver.presets import PRESETS, preset_defaults, series_windows_per_channel
 
-__all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "fill_defaults", "resolve",
+__all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "add_scale_option", "fill_defaults",
+           "resolve",
            "load_data",
            "distill_config", "condtsf_update", "ddtime_terms", "expert_settings", "evaluation_config"]
 
@@ -43,6 +44,14 @@ FULL_DEFAULTS = {"samples": DistillConfig.samples, "iterations": DistillConfig.i
 QUICK_PRESET = "condtsf"
 QUICK_DEFAULTS = {"iterations": 60, "num_experts": 4, "expert_epochs": 80, "students": 3, "select_every": 10,
                   "checkpoint_every": 10, "threads": 1}
+
+
+def add_scale_option(parser: argparse.ArgumentParser) -> None:
+    """``--scale``: the rows each channel's mean and std are fitted on (``load_forecasting(scale=...)``)."""
+    parser.add_argument("--scale", choices=SCALES, default=None,
+                        help="fit each channel's mean/std on the training rows (train, leak-free) or the whole "
+                             "series, test rows included (series); default: the protocol's (standard: train; "
+                             "condtsf: series, as CondTSF's code)")
 
 
 def fill_defaults(args, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +75,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                              "ddtime.driver.presets); "
                              "explicit options win")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default standard")
+    add_scale_option(parser)
     parser.add_argument("--seq-len", type=positive_int, default=None, help="look-back (96 standard, 24 condtsf)")
     parser.add_argument("--pred-len", type=positive_int, default=None, help="horizon (96 standard, 24 condtsf)")
     parser.add_argument("--model", type=str.lower, choices=sorted(MODELS), default=DistillConfig.model,
@@ -103,7 +113,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-lr", type=positive_float, default=None, help="student lr (default: recipe)")
     parser.add_argument("--full-epochs", type=positive_int, default=None, help="full-data reference epochs (10)")
     parser.add_argument("--select-every", type=non_negative_int, default=None,
-                        help="validation selection every N iterations (0 = keep the final set)")
+                        help="score the set every N iterations and keep the best (0 = keep the final set); scored "
+                             "on the validation split, under condtsf (no validation split) on the last 10%% of the "
+                             "training windows, which the experts also train on")
     parser.add_argument("--select-initial", action="store_true",
                         help="let the initial set (= the random-subset reference) compete in the selection")
     parser.add_argument("--checkpoint-every", type=positive_int, default=None, help="checkpoint every N iterations")
@@ -149,7 +161,7 @@ def load_data(args: argparse.Namespace):
     ``args.samples`` from the dataset (CondTSF's condensing rate)."""
     try:
         data = load_forecasting(args.data, protocol=args.protocol, seq_len=args.seq_len, pred_len=args.pred_len,
-                                stride=TRAIN_STRIDES[args.protocol])
+                                stride=TRAIN_STRIDES[args.protocol], scale=args.scale)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"--data: {exc}") from None
     except ValueError as exc:
