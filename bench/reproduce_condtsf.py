@@ -10,7 +10,8 @@ all seeds of a dataset share them (``--expert-seed 0``), as CondTSF's repeated r
 buffer. Variants: MTT and DATM, each alone and with CondTSF's update, and MTT with learnable labels
 (``learn_labels=True``, a departure from CondTSF's code, reported as its own row).
 
-ddtime selects the set on held-back training windows (never on test); CondTSF's code keeps the
+ddtime selects the set on the last 10% of the training windows (which the experts also train on;
+never on test); the test rows enter the scaling, as in CondTSF's code. CondTSF's code keeps the
 best set by test MSE, so its numbers below are its *final* sets (iteration 300), as measured with
 its code on a 2-core machine like ours (``shared/notes/condtsf-code.md``, 3 runs each).
 
@@ -102,7 +103,9 @@ def write_table(path: pathlib.Path, results: dict, expert_seconds: dict, argv: l
              f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s) per cell, torch "
              f"{torch.__version__}, Python {platform.python_version()}. Preset `condtsf` (24 -> 24, 40 experts x 80 "
              "epochs, series of int(rows x rate) steps at stride 4, 300 iterations, 5 SGD students x 250 epochs). "
-             "ddtime: the set selected on held-back training windows; CondTSF's code: its final set "
+             "ddtime: the set selected on the last 10% of the training windows (the experts train on them "
+             "too); every channel scaled over the whole series, test rows included, as CondTSF's code; "
+             "CondTSF's code: its final set "
              "(it selects on test). Test MSE / MAE on the scaled test range; mean +/- std over seeds "
              "(each seed's value is the mean over its 5 students).", ""]
     for dataset, cells in results.items():

@@ -92,7 +92,8 @@ def grid_table(grid: Grid, datasets, seeds_first: int, path: pathlib.Path, title
 
 
 def _write_grid(table: dict, path: pathlib.Path, title: str, command: str, anchors: dict | None) -> None:
-    note = ("Test MSE / MAE of the set selected on validation (held-back training windows under condtsf), "
+    note = ("Test MSE / MAE of the set selected on validation (under condtsf: the last 10% of the training "
+            "windows, which the experts also train on), "
             "mean ± std over seeds; gain = (MSE_base - MSE) / MSE_base. Beside each dataset: the random "
             "real subset (the initial stretch under condtsf) and the full-data model.")
     lines = _header(title, command, note)
@@ -239,8 +240,9 @@ def balance(threads: int) -> None:
                         for tb in ("grad-norm", "none")}
                 rows.append((protocol, dataset, method, pair))
                 lines = _header("Term balance: grad-norm vs none (plain sum), + DDTime, seed 0", "--part balance",
-                                "Selection score (validation MSE of the selected set; held-back training windows "
-                                "under condtsf) decides; test MSE beside it for information.")
+                                "Selection score (validation MSE of the selected set; under condtsf the last "
+                                "10% of the training windows, which the experts also train on) decides; test MSE "
+                                "beside it for information.")
                 lines += ["| protocol | dataset | method | val grad-norm | val none | test grad-norm | test none |",
                           "|---|---|---|---|---|---|---|"]
                 wins = 0
