@@ -232,3 +232,19 @@ def test_bad_option_values_name_the_option(argv, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and option in capsys.readouterr().err
+
+
+def test_scale_option_reaches_the_data():
+    """--scale train fits the condtsf scaler on the training rows; the default stays the whole series."""
+    from ddtime.driver.commands import build_parser
+    from ddtime.driver.commands.options import load_data, resolve
+
+    scalers = {}
+    for extra in ([], ["--scale", "train"]):
+        args = build_parser().parse_args(["distill", "--data", "synthetic", "--preset", "condtsf", "--threads", "1",
+                                          *extra])
+        resolve(args)
+        data = load_data(args)
+        scalers[data.scale] = data.scaler
+    assert set(scalers) == {"series", "train"}
+    assert not torch.equal(scalers["series"].mean, scalers["train"].mean)
