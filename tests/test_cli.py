@@ -120,6 +120,8 @@ def test_compare_writes_tables(tmp_path):
         base = next(b for b in rows if b["method"] == r["method"] and b["variant"] == "base")
         gain = (float(base["test_mse"]) - float(r["test_mse"])) / float(base["test_mse"])
         assert float(r["gain_mse"]) == pytest.approx(gain)
+        best = min(float(base["test_mse"]), float(base["random_subset_test_mse"]))
+        assert float(r["gain_vs_best_mse"]) == pytest.approx((best - float(r["test_mse"])) / best)
     assert "Average relative gain" in (tmp_path / "compare.md").read_text()
     return tmp_path
 
