@@ -50,6 +50,18 @@ def test_digits_split(digits):
     assert load_digits(flatten=True).train_x.shape == (1438, 64)
 
 
+def test_holdout_carves_validation_from_train_only(digits):
+    split = digits.holdout(0.2, seed=0)
+    assert split.train_x.shape[0] + split.test_x.shape[0] == digits.train_x.shape[0]
+    counts = torch.bincount(split.test_y, minlength=10)
+    assert torch.equal(counts, torch.round(0.2 * torch.bincount(digits.train_y, minlength=10).double()).long())
+    rows = {tuple(v.tolist()) for v in digits.train_x.flatten(1)}
+    test_rows = {tuple(v.tolist()) for v in digits.test_x.flatten(1)}
+    held = [tuple(v.tolist()) for v in split.test_x.flatten(1)]
+    assert all(r in rows for r in held) and not any(r in test_rows for r in held)  # train rows, no test row
+    assert not torch.equal(digits.holdout(0.2, seed=1).test_y, split.test_y)
+
+
 def test_from_tensors_and_subset():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(60, 5, generator=g), torch.arange(3).repeat(20)
