@@ -147,8 +147,8 @@ def _write_grid(table: dict, path: pathlib.Path, title: str, command: str, ancho
                 if base:
                     mse = [r["test_mse"] for r in runs]
                     gains.setdefault(variant, []).append((_gain(base, mse), _gain_over_best(base, random, mse)))
-    lines += ["## Mean relative gain", "", "| variant | cells | mean gain vs base | mean gain vs best of base, random |",
-              "|---|---|---|---|"]
+    lines += ["## Mean relative gain", "",
+              "| variant | cells | mean gain vs base | mean gain vs best of base, random |", "|---|---|---|---|"]
     lines += [f"| {v} | {len(g)} | " + ("-" if v == "base" else f"{100 * statistics.fmean(x for x, _ in g):+.1f}%")
               + f" | {100 * statistics.fmean(y for _, y in g):+.1f}% |" for v, g in gains.items()]
     if wins:

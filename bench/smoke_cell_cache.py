@@ -20,7 +20,8 @@ tiny = ("--protocol", "condtsf", "--representation", "series", "--samples", "7",
 
 def run(label, iterations="2", fresh=False):
     t0 = time.perf_counter()
-    r = cell("ETTh1", ["--method", "mtt"], 0, work, 1, preset="", fixed=(*tiny, "--iterations", iterations), fresh=fresh)
+    r = cell("ETTh1", ["--method", "mtt"], 0, work, 1, preset="", fixed=(*tiny, "--iterations", iterations),
+             fresh=fresh)
     out = pathlib.Path(r["out_dir"]) / "results.json"
     print(f"{label:<38} {time.perf_counter() - t0:6.1f} s  results.json mtime {out.stat().st_mtime_ns}  "
           f"test_mse {r['test_mse']:.4f}", flush=True)

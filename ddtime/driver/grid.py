@@ -35,7 +35,8 @@ __all__ = ["VARIANTS", "VARIANT_LABELS", "run_grid", "relative_gain", "accepted_
 VARIANTS = {"base": (False, False), "condtsf": (True, False), "ddtime": (False, True), "both": (True, True)}
 VARIANT_LABELS = {"base": "base", "condtsf": "+CondTSF", "ddtime": "+DDTime", "both": "+CondTSF+DDTime"}
 COLUMNS = ["dataset", "protocol", "seq_len", "pred_len", "method", "variant", "test_mse", "test_mse_std", "test_mae",
-           "test_mae_std", "gain_mse", "gain_vs_best_mse", "random_subset_test_mse", "full_data_test_mse", "best_iteration", "seconds"]
+           "test_mae_std", "gain_mse", "gain_vs_best_mse", "random_subset_test_mse", "full_data_test_mse",
+           "best_iteration", "seconds"]
 
 
 def relative_gain(base_mse: float, with_mse: float) -> float:

@@ -30,9 +30,8 @@ from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
 from ddtime.driver.presets import PRESETS, preset_defaults, series_windows_per_channel
 
 __all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "add_scale_option", "fill_defaults",
-           "resolve",
-           "load_data",
-           "distill_config", "condtsf_update", "ddtime_terms", "expert_settings", "evaluation_config"]
+           "resolve", "load_data", "distill_config", "condtsf_update", "ddtime_terms", "expert_settings",
+           "evaluation_config"]
 
 # the library's own defaults (SPEC's), for the options that a preset or the quick run may change
 FULL_DEFAULTS = {"samples": DistillConfig.samples, "iterations": DistillConfig.iterations,

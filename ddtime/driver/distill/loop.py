@@ -13,7 +13,8 @@ Per iteration (see :mod:`ddtime.driver.distill.methods.base` for the method inte
    sum ``ctx.extra_loss``; then ``after_step``;
 3. every ``select_every`` iterations and after the last, the method's current synthetic
    windows are scored by ``validate`` (quick student training scored on the validation split,
-   under ``condtsf`` the last 10% of the training windows; never test); the best is kept. ``select_initial=True`` also scores the initial set (CondTSF's
+   under ``condtsf`` the last 10% of the training windows; never test); the best is kept.
+   ``select_initial=True`` also scores the initial set (CondTSF's
    code does; off by default so that the result is always a distilled set, whose
    initialisation is exactly the random-subset reference of :mod:`ddtime.driver.evaluation`);
 4. every ``checkpoint_every`` iterations the whole state is checkpointed atomically to
