@@ -282,3 +282,18 @@ def test_evaluate_synthetic(digits):
     assert res == evaluate_synthetic(x, y, digits, seeds=(0, 1), epochs=60)
     with pytest.raises(ValueError, match=r"^x: expected samples of shape"):
         evaluate_synthetic(x.flatten(1), y, digits)
+
+
+def test_default_learning_rate_is_the_one_chosen_on_validation(digits, trajectories):
+    """distill's default lr_per_sample is the best of bench/tune_tgdd_lr.py for both methods (scored on a
+    validation split carved from train, never on test)."""
+    import json
+    import pathlib
+
+    record = json.loads((pathlib.Path(__file__).resolve().parents[1] / "bench" / "results" /
+                         "tgdd_lr_validation.json").read_text())
+    assert record["settings"]["n_val"] + record["settings"]["n_train"] == digits.train_x.shape[0]
+    for method in ("dm", "tgdd"):
+        scores = {lr: record["results"][f"{method} {lr}"]["mean"] for lr in record["settings"]["lrs"]}
+        result = distill(digits, ipc=1, method=method, experts=trajectories, iterations=1, quiet=True)
+        assert result.settings["lr_per_sample"] == max(scores, key=scores.get) == record["best"][method]
