@@ -111,9 +111,15 @@ def test_distill_resume_on_other_data_is_refused_with_one_line(distilled, tmp_pa
     assert "evaluation.recipe.epochs=3 (now 4)" in line and "data." not in line
 
 
-def test_compare_writes_tables(tmp_path):
-    assert main(["compare", "--out", str(tmp_path), "--methods", "dm,mtt", "--variants", "base,ddtime", *TINY]) == 0
-    rows = list(csv.DictReader((tmp_path / "compare.csv").open()))
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("grid")
+    assert main(["compare", "--out", str(out), "--methods", "dm,mtt", "--variants", "base,ddtime", *TINY]) == 0
+    return out
+
+
+def test_compare_writes_tables(compared):
+    rows = list(csv.DictReader((compared / "compare.csv").open()))
     assert [(r["method"], r["variant"]) for r in rows] == [("dm", "base"), ("dm", "ddtime"), ("mtt", "base"),
                                                            ("mtt", "ddtime")]
     for r in rows:
@@ -122,13 +128,11 @@ def test_compare_writes_tables(tmp_path):
         assert float(r["gain_mse"]) == pytest.approx(gain)
         best = min(float(base["test_mse"]), float(base["random_subset_test_mse"]))
         assert float(r["gain_vs_best_mse"]) == pytest.approx((best - float(r["test_mse"])) / best)
-    assert "Average relative gain" in (tmp_path / "compare.md").read_text()
-    return tmp_path
+    assert "Average relative gain" in (compared / "compare.md").read_text()
 
 
-def test_compare_resume_on_other_data_is_refused_with_one_line(tmp_path, capsys):
-    out = test_compare_writes_tables(tmp_path / "grid")
-    line = _refused_resume(["compare", "--out", str(out), "--methods", "dm,mtt", "--variants", "base,ddtime",
+def test_compare_resume_on_other_data_is_refused_with_one_line(compared, tmp_path, capsys):
+    line = _refused_resume(["compare", "--out", str(compared), "--methods", "dm,mtt", "--variants", "base,ddtime",
                             "--resume", "--data", str(_other_dataset(tmp_path)), *TINY], capsys)
     assert "dm-base/results.json" in line and "data.dataset='synthetic' (now 'other')" in line
 
