@@ -4,7 +4,6 @@ import json
 import pathlib
 import sys
 
-
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
