@@ -18,8 +18,8 @@ embedding, the cross-entropy does not, so alpha's effect depends on F. TGDD's Co
 alpha values are kept for another encoder by weighting the constraint with
 ``alpha * F / alpha_reference_features`` (default 2048; ``None`` uses alpha as is). The 8x8
 ConvNet here has F = 128, so the default weights are 0.156 (small sets) and 0.031 (large).
-On digits the unscaled weights cost accuracy at 10 and 50 images per class, at 50 falling
-below the random subset (``bench/results/tgdd_digits.md``).
+On digits the unscaled weights cost accuracy at 10 and 50 images per class, falling below the
+random subset at both (``bench/results/tgdd_digits.md``).
 
 The synthetic samples of each class are a separate leaf tensor with its own SGD optimiser
 (momentum 0.5). Learning-rate rule: ``lr_c = lr_per_sample * n_c`` with ``n_c`` the number of
