@@ -90,7 +90,8 @@ def write_markdown(path: Path, out: dict) -> None:
         f"{out['experts']['seconds']:.1f} s, expert test accuracy "
         f"{100 * min(out['experts']['test_acc']):.1f}-{100 * max(out['experts']['test_acc']):.1f} %.",
         f"Distillation: {s['iterations']} iterations, one SGD (momentum 0.5) update per class per iteration, "
-        f"lr per class = lr_per_sample x IPC (DM 1.0, TGDD 0.1), 256 real images per class and update, "
+        f"lr per class = lr_per_sample x IPC (lr_per_sample 1.0 for both, chosen on a validation split carved "
+        f"from the training split: tgdd_lr_validation.md), 256 real images per class and update, "
         f"expert region 6; TGDD alpha 2.5 for IPC <= 10, else 0.5, weighted by F / 2048 = "
         f"{s['embed_dim'] / 2048:.4g} (\"unscaled\": alpha as is). Synthetic sets start from the random subset.",
         f"Evaluation: {s['eval_seeds']} fresh ConvNets per set (SGD 0.01, momentum 0.9, weight decay 5e-4, "

@@ -10,12 +10,15 @@ all seeds of a dataset share them (``--expert-seed 0``), as CondTSF's repeated r
 buffer. Variants: MTT and DATM, each alone and with CondTSF's update, and MTT with learnable labels
 (``learn_labels=True``, a departure from CondTSF's code, reported as its own row).
 
-ddtime selects the set on held-back training windows (never on test); CondTSF's code keeps the
+ddtime selects the set on the last 10% of the training windows (which the experts also train on;
+never on test); the test rows enter the scaling, as in CondTSF's code. CondTSF's code keeps the
 best set by test MSE, so its numbers below are its *final* sets (iteration 300), as measured with
 its code on a 2-core machine like ours (``shared/notes/condtsf-code.md``, 3 runs each).
 
-Work files go to ``--work`` (default ``runs/condtsf``); a finished cell (its ``results.json``) is
-reused, so the script resumes where it was stopped. The table is rewritten after every cell.
+Work files go to ``--work`` (default ``runs/condtsf``). A finished cell is reused only when its key
+(the command's resolved settings and the hash of the package's code, :mod:`cell_cache`) matches;
+otherwise it is recomputed, and ``--fresh`` recomputes every cell and the experts. An interrupted
+cell resumes from its checkpoint. The table is rewritten after every cell.
 """
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
+from cell_cache import cell_key, distill_settings, prepare  # noqa: E402
 from ddtime.driver.commands import main as ddtime_main  # noqa: E402
+from ddtime.driver.data import file_digests, resolve_dataset  # noqa: E402
 
 DATASETS = ("ETTh1", "ETTh2", "ETTm1", "exchange_rate")
 #: (label, ddtime distill options)
@@ -60,32 +65,41 @@ def _slug(label: str) -> str:
     return slug
 
 
-def experts_stage(dataset: str, work: pathlib.Path, threads: int) -> float:
-    """Train (or reuse) the dataset's experts; returns the seconds the training took."""
+def data_sha256(dataset: str) -> str:
+    """sha256 of a registry dataset's file."""
+    return file_digests(resolve_dataset(dataset))["sha256"]
+
+
+def experts_stage(dataset: str, work: pathlib.Path, threads: int, *, fresh: bool = False) -> float:
+    """Train (or reuse, when its key matches) the dataset's experts; returns the seconds the training took.
+
+    Key: the ``ddtime experts`` command, the data file's sha256 and the package's code hash."""
     out = work / dataset / "experts"
-    timing = work / dataset / "experts_seconds.json"
-    if timing.exists() and (out / "manifest.json").exists():
-        return json.loads(timing.read_text())["seconds"]
+    argv = ["experts", "--preset", "condtsf", "--data", dataset, "--out", str(out), "--quiet"]
+    key = cell_key({"argv": argv, "data_sha256": data_sha256(dataset)})
+    if prepare(out, key, done="experts_seconds.json", fresh=fresh):
+        return json.loads((out / "experts_seconds.json").read_text())["seconds"]
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    if ddtime_main(["experts", "--preset", "condtsf", "--data", dataset, "--out", str(out), "--quiet"]) != 0:
+    if ddtime_main(argv) != 0:
         raise SystemExit(f"experts for {dataset} failed")
     seconds = time.perf_counter() - t0
-    timing.write_text(json.dumps({"seconds": seconds}))
+    (out / "experts_seconds.json").write_text(json.dumps({"seconds": seconds}))
     return seconds
 
 
 def cell(dataset: str, options: list[str], seed: int, work: pathlib.Path, threads: int, *,
-         preset: str = "condtsf", fixed: tuple[str, ...] = ()) -> dict:
-    """One ``ddtime distill`` run (reused when its results.json exists), named after ``options``;
-    ``fixed`` options go before them, unnamed. Returns its results.json with ``out_dir`` added."""
+         preset: str = "condtsf", fixed: tuple[str, ...] = (), fresh: bool = False) -> dict:
+    """One ``ddtime distill`` run named after ``options`` (``fixed`` options go before them, unnamed),
+    reused when its key (resolved settings, code hash) matches and it finished, resumed when it
+    was interrupted, else recomputed. Returns its results.json with ``out_dir`` added."""
     name = _slug(" ".join(o for o in options if o != "--method"))
     out = work / dataset / f"{name}-s{seed}"
-    if not (out / "results.json").exists():
-        argv = ["distill", "--data", dataset, *(["--preset", preset] if preset else []), *fixed, *options, "--experts",
-                str(work / dataset / "experts"), "--expert-seed", "0", "--seed", str(seed), "--out", str(out),
-                "--threads", str(threads), "--quiet"]
-        if ddtime_main(argv) != 0:
+    argv = ["distill", "--data", dataset, *(["--preset", preset] if preset else []), *fixed, *options, "--experts",
+            str(work / dataset / "experts"), "--expert-seed", "0", "--seed", str(seed), "--out", str(out),
+            "--threads", str(threads), "--quiet"]
+    if not prepare(out, cell_key(distill_settings(argv)), done="results.json", fresh=fresh):
+        if ddtime_main([*argv, "--resume"]) != 0:
             raise SystemExit(f"cell {dataset} {options} seed {seed} failed")
     return {**json.loads((out / "results.json").read_text()), "out_dir": str(out)}
 
@@ -102,7 +116,9 @@ def write_table(path: pathlib.Path, results: dict, expert_seconds: dict, argv: l
              f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s) per cell, torch "
              f"{torch.__version__}, Python {platform.python_version()}. Preset `condtsf` (24 -> 24, 40 experts x 80 "
              "epochs, series of int(rows x rate) steps at stride 4, 300 iterations, 5 SGD students x 250 epochs). "
-             "ddtime: the set selected on held-back training windows; CondTSF's code: its final set "
+             "ddtime: the set selected on the last 10% of the training windows (the experts train on them "
+             "too); every channel scaled over the whole series, test rows included, as CondTSF's code; "
+             "CondTSF's code: its final set "
              "(it selects on test). Test MSE / MAE on the scaled test range; mean +/- std over seeds "
              "(each seed's value is the mean over its 5 students).", ""]
     for dataset, cells in results.items():
@@ -164,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/condtsf")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "condtsf_protocol.md"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true", help="recompute every cell and the experts")
     args = parser.parse_args(argv)
     work = pathlib.Path(args.work)
     wanted = {v.strip() for v in args.variants.split(",")}
@@ -171,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     expert_seconds: dict = {}
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        expert_seconds[dataset] = experts_stage(dataset, work, args.threads)
+        expert_seconds[dataset] = experts_stage(dataset, work, args.threads, fresh=args.fresh)
         results[dataset] = {}
         for label in labels:
             for seed in range(args.seeds if dataset == "ETTh1" else 1):
-                results[dataset].setdefault(label, {})[seed] = cell(dataset, VARIANTS[label], seed, work, args.threads)
+                results[dataset].setdefault(label, {})[seed] = cell(dataset, VARIANTS[label], seed, work, args.threads,
+                                                                    fresh=args.fresh)
                 write_table(pathlib.Path(args.out), results, expert_seconds, argv)
                 print(f"{dataset} {label} seed {seed}: test MSE {results[dataset][label][seed]['test_mse']:.4f}",
                       flush=True)

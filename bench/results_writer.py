@@ -5,8 +5,14 @@ Peak memory is measured with torch.profiler (profile_memory=True): every allocat
 through c10's CPU allocator -- eager ATen ops, Inductor's buffers and the ddtime kernels alike -- is an
 event carrying the running total; the peak is the largest running total above the level at the start
 of the call. Python objects and allocator-external memory are not counted.
+
+Every result records :func:`source_hash`, the hash of the package's code it was computed with
+(cached cells of ``bench/reproduce_*.py`` are keyed by it, :mod:`cell_cache`).
 """
+import ast
 import datetime
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -17,6 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("fused", "eager", "compiled")
 
 
@@ -80,10 +87,36 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _code_of(path: Path) -> bytes:
+    """A Python file's AST without docstrings (comments and layout do not count), other files' bytes."""
+    if path.suffix != ".py":
+        return path.read_bytes()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
+
+
+@functools.lru_cache(maxsize=None)
+def source_hash(root: Path = REPO) -> str:
+    """sha256 (16 hex digits) of the package's code under ``root``: every ``ddtime/**/*.py`` (its AST
+    without docstrings) and every file under ``csrc/``, with their paths."""
+    h = hashlib.sha256()
+    files = sorted([*(root / "ddtime").rglob("*.py"), *(p for p in (root / "csrc").rglob("*") if p.is_file())])
+    for path in files:
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(_code_of(path)).digest())
+    return h.hexdigest()[:16]
+
+
 def machine() -> dict:
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "commit": _git_commit(),
+        "source": source_hash(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),

@@ -50,6 +50,18 @@ def test_digits_split(digits):
     assert load_digits(flatten=True).train_x.shape == (1438, 64)
 
 
+def test_holdout_carves_validation_from_train_only(digits):
+    split = digits.holdout(0.2, seed=0)
+    assert split.train_x.shape[0] + split.test_x.shape[0] == digits.train_x.shape[0]
+    counts = torch.bincount(split.test_y, minlength=10)
+    assert torch.equal(counts, torch.round(0.2 * torch.bincount(digits.train_y, minlength=10).double()).long())
+    rows = {tuple(v.tolist()) for v in digits.train_x.flatten(1)}
+    test_rows = {tuple(v.tolist()) for v in digits.test_x.flatten(1)}
+    held = [tuple(v.tolist()) for v in split.test_x.flatten(1)]
+    assert all(r in rows for r in held) and not any(r in test_rows for r in held)  # train rows, no test row
+    assert not torch.equal(digits.holdout(0.2, seed=1).test_y, split.test_y)
+
+
 def test_from_tensors_and_subset():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(60, 5, generator=g), torch.arange(3).repeat(20)
@@ -270,3 +282,18 @@ def test_evaluate_synthetic(digits):
     assert res == evaluate_synthetic(x, y, digits, seeds=(0, 1), epochs=60)
     with pytest.raises(ValueError, match=r"^x: expected samples of shape"):
         evaluate_synthetic(x.flatten(1), y, digits)
+
+
+def test_default_learning_rate_is_the_one_chosen_on_validation(digits, trajectories):
+    """distill's default lr_per_sample is the best of bench/tune_tgdd_lr.py for both methods (scored on a
+    validation split carved from train, never on test)."""
+    import json
+    import pathlib
+
+    record = json.loads((pathlib.Path(__file__).resolve().parents[1] / "bench" / "results" /
+                         "tgdd_lr_validation.json").read_text())
+    assert record["settings"]["n_val"] + record["settings"]["n_train"] == digits.train_x.shape[0]
+    for method in ("dm", "tgdd"):
+        scores = {lr: record["results"][f"{method} {lr}"]["mean"] for lr in record["settings"]["lrs"]}
+        result = distill(digits, ipc=1, method=method, experts=trajectories, iterations=1, quiet=True)
+        assert result.settings["lr_per_sample"] == max(scores, key=scores.get) == record["best"][method]

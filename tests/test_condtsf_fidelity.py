@@ -98,7 +98,7 @@ def test_series_value_update_moves_a_step_covered_by_k_windows_by_one_minus_one_
     torch.testing.assert_close(averaged.values.detach(), beta * (coverage > 0).float().expand(2, -1))
 
 
-def test_value_update_writes_sequentially_and_draws_a_teacher_per_update(condtsf_data, condtsf_experts):
+def test_value_update_writes_sequentially(condtsf_data, condtsf_experts):
     model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=1)
     syn = SyntheticSet.from_data(condtsf_data, samples=14, representation="series",
                                  generator=torch.Generator().manual_seed(0))
@@ -112,6 +112,28 @@ def test_value_update_writes_sequentially_and_draws_a_teacher_per_update(condtsf
     for w in range(per.shape[1]):
         manual[:, w * 4 + SEQ:w * 4 + SEQ + PRED] = 0.5 * manual[:, w * 4 + SEQ:w * 4 + SEQ + PRED] + 0.5 * per[:, w]
     torch.testing.assert_close(syn.values.detach(), manual)
+
+
+def test_each_condtsf_update_draws_its_own_teacher(condtsf_data, condtsf_experts, monkeypatch):
+    """On a CondTSF iteration every update slot draws a fresh teacher (CondTSF's code draws one per
+    update), not one teacher for the whole iteration."""
+    import ddtime.driver.distill.loop as loop
+
+    drawn, applied = [], []
+
+    def draw(*args, **kwargs):
+        drawn.append(loop_sample(*args, **kwargs).clone())  # a new object per draw
+        return drawn[-1]
+
+    loop_sample = loop.sample_teacher
+    monkeypatch.setattr(loop, "sample_teacher", draw)
+    monkeypatch.setattr(CondTSFUpdate, "apply", lambda self, syn, model, teacher: applied.append(teacher))
+    config = DistillConfig(method="mtt", method_options={"syn_steps": 2, "updates_per_trajectory": 2}, samples=14,
+                           representation="series", iterations=3, condtsf=CondTSFUpdate(), quiet=True,
+                           checkpoint_every=0, select_every=0)
+    run = loop.DistillRun(condtsf_data, config, experts=condtsf_experts)
+    run.iteration(2)  # (2 + 1) % 3 == 0: both slots are value updates
+    assert len(applied) == 2 and [id(t) for t in applied] == [id(t) for t in drawn]
 
 
 # 4. experts under condtsf: stride-4 windows, a batch is 64 windows with all their channels ------
@@ -147,14 +169,24 @@ def test_ftd_ema_carries_no_weight_on_the_initial_set():
 
 
 # 6. the random-subset reference of a series set is its initial stretch -------------------------
-def test_initial_windows_are_the_starting_stretch(condtsf_data, condtsf_experts):
+def test_random_subset_reference_is_the_starting_stretch(condtsf_data, condtsf_experts, tmp_path):
+    """run_distillation's random-subset row is students trained on the real stretch the set started
+    from, not on random training windows of the same number."""
+    from ddtime.driver.evaluation import random_subset, student_recipe, train_students
+    from ddtime.driver.pipeline import EvaluationConfig, run_distillation
+
     config = DistillConfig(method="mtt", method_options={"syn_steps": 2}, samples=14, representation="series",
                            iterations=2, quiet=True, checkpoint_every=0, select_every=0)
-    result = distill(condtsf_data, config, experts=condtsf_experts)
+    recipe = student_recipe("condtsf", epochs=3)
+    results = run_distillation(condtsf_data, config, experts=condtsf_experts, out_dir=tmp_path, plots=False,
+                               evaluation=EvaluationConfig(students=1, recipe=recipe))
     start = SyntheticSet.from_data(condtsf_data, samples=14, representation="series",
-                                   generator=torch.Generator().manual_seed(0)).windows()
-    torch.testing.assert_close(result.initial_windows, start.detach())
-    assert not torch.equal(result.final_windows, result.initial_windows)
+                                   generator=torch.Generator().manual_seed(0)).windows().detach()
+    on_start = train_students(start, condtsf_data, num_students=1, recipe=recipe)["test_mse"]
+    on_random = train_students(random_subset(condtsf_data, start.shape[0]), condtsf_data, num_students=1,
+                               recipe=recipe)["test_mse"]
+    assert on_start != on_random  # the two references are distinguishable here
+    assert results["random_subset_test_mse"] == on_start
 
 
 # the preset ----------------------------------------------------------------------------------
@@ -213,6 +245,32 @@ def test_experts_preset(tmp_path, capsys):
     settings = ExpertStore(tmp_path).settings
     assert (settings["protocol"], settings["seq_len"], settings["stride"], settings["batch_size"]) == \
         ("condtsf", 24, 4, 64)
+
+
+def test_experts_preset_steps_on_64_windows_with_all_their_channels(tmp_path, monkeypatch):
+    """The preset's experts take each SGD step on 64 windows x all channels (CondTSF's loaders), i.e.
+    64 * N channel rows, not 64 rows: the stored batch_size (64) is the same under both units."""
+    import ddtime.driver.training.lockstep as lockstep
+    from ddtime.driver.commands import main
+    from ddtime.driver.data import generate_seasonal
+
+    rows = []
+    real_vmap = lockstep.vmap
+
+    def spy_vmap(fn, **kwargs):
+        batched = real_vmap(fn, **kwargs)
+
+        def call(params, x, y):
+            rows.append(x.shape[1])  # x: [experts, rows, 1, seq_len]
+            return batched(params, x, y)
+
+        return call
+
+    monkeypatch.setattr(lockstep, "vmap", spy_vmap)
+    assert main(["experts", "--preset", "condtsf", "--num-experts", "1", "--expert-epochs", "1", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    channels = generate_seasonal().shape[1] - 1  # all columns but the date
+    assert rows and rows[0] == 64 * channels and all(r % channels == 0 for r in rows)
 
 
 @pytest.fixture(scope="module")

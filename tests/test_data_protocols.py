@@ -83,6 +83,27 @@ def test_scaler_matches_sklearn_and_ignores_later_rows(tmp_path):
     assert float(D.load_forecasting(path, protocol="condtsf", seq_len=24, pred_len=24).scaler.mean[0]) > 1e5
 
 
+def test_condtsf_scale_train_ignores_test_rows(tmp_path):
+    """scale="train" fits the condtsf statistics on the training rows only (unbiased std): an offset
+    on the test rows moves the default (whole-series) scaler but not this one."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(1000, 2)) * [1.0, 3.0] + [0.5, -2.0]
+    shifted = base.copy()
+    shifted[700:] += 1e6  # condtsf test rows: [int(0.7 * 1000), 1000)
+    fitted = []
+    for values in (base, shifted):
+        path = write_frame(tmp_path, hourly({"a": values[:, 0], "OT": values[:, 1]}, 1000))
+        data = D.load_forecasting(path, protocol="condtsf", seq_len=24, pred_len=24, scale="train")
+        assert data.scale == "train"
+        np.testing.assert_allclose(data.scaler.mean.numpy(), values[:700].mean(0), rtol=1e-12)
+        np.testing.assert_allclose(data.scaler.std.numpy(), values[:700].std(0, ddof=1), rtol=1e-12)
+        fitted.append(data.train)
+    torch.testing.assert_close(fitted[0], fitted[1], rtol=0, atol=0)
+    assert D.load_forecasting(path, protocol="condtsf", seq_len=24, pred_len=24).scale == "series"
+    with pytest.raises(ValueError, match="scale"):
+        D.load_forecasting(path, protocol="condtsf", seq_len=24, pred_len=24, scale="test")
+
+
 def test_inverse_transform_round_trip():
     data = D.load_forecasting(None, seq_len=48, pred_len=24)
     raw = torch.tensor(D.generate_seasonal()[data.channels].to_numpy().T)

@@ -85,11 +85,18 @@ def test_info_module_runs():
     assert rows == list(info.OPS)
 
 
-@pytest.mark.skipif(_ops.cuda_version() >= 0, reason="only a CPU-only build has the rebuild message")
+@pytest.mark.skipif(_ops.cuda_version() >= 0, reason="a CUDA build has real CUDA kernels")
 def test_cpu_only_build_explains_how_to_rebuild_for_cuda():
-    # A CUDA tensor can't be made without CUDA torch; the CUDA slot still holds the error kernel.
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("ddtime::value_loss_fused", "CUDA")
-    assert _ops.cuda_version() == -1
+    """Every op's CUDA kernel of a CPU-only build raises the rebuild message. A CUDA tensor can't be made
+    without CUDA torch, so each op is dispatched to its CUDA slot directly (dummy arguments from its schema)."""
+    dummy = {"Tensor": torch.zeros(1), "float": 0.5, "int": 0, "bool": False}
+    cuda = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    for name in info.OPS:
+        op = getattr(torch.ops.ddtime, name).default
+        args = [dummy[str(arg.type)] for arg in op._schema.arguments]
+        with pytest.raises(RuntimeError, match=rf"ddtime::{name} got CUDA tensors, but ddtime was built without "
+                                               r"CUDA kernels\. Rebuild with CUDA torch"):
+            op.redispatch(cuda, *args)
 
 
 def test_version_has_one_source():

@@ -102,16 +102,24 @@ def test_ddtime_terms_change_the_update(data, experts):
 
 # --- classification: TGDD vs a random real subset -------------------------------------------------
 def test_tgdd_beats_random_subset_on_digits(tmp_path):
-    """Short run (about 15 s on one thread). Accuracy gains over the random subset seen with
-    data/run seeds 0, 1, 2, 3: +1.5, +0.6, +4.0, +2.1 points; the test uses seed 0."""
+    """TGDD against the random subset it starts from, over run seeds 0, 1, 2 (about 45 s on one thread).
+    Rule fixed before the run: the mean accuracy gain over the seeds exceeds its standard error
+    (sample std / sqrt(3)), so a gain within the seed-to-seed spread fails, and a TGDD that leaves
+    its initialisation unchanged (gain 0 on every seed) fails."""
+    import statistics
+
     pytest.importorskip("sklearn")
     from ddtime.driver.classification import distill as cdistill
     from ddtime.driver.classification import evaluate_synthetic, load_digits, train_trajectories
 
     digits = load_digits(seed=0)
     trajectories = train_trajectories(digits, num_trajectories=3, epochs=8, quiet=True, out_dir=tmp_path)
-    x, y = digits.random_subset(10, seed=0)       # = the synthetic set's initialisation
-    result = cdistill(digits, ipc=10, method="tgdd", experts=trajectories, iterations=100, quiet=True)
-    random_acc = evaluate_synthetic(x, y, digits, seeds=(0, 1), epochs=150)["mean"]
-    tgdd_acc = evaluate_synthetic(result.x, result.y, digits, seeds=(0, 1), epochs=150)["mean"]
-    assert tgdd_acc > random_acc + 0.005, (tgdd_acc, random_acc)
+    gains = []
+    for seed in (0, 1, 2):
+        x, y = digits.random_subset(10, seed=seed)       # = the synthetic set's initialisation
+        result = cdistill(digits, ipc=10, method="tgdd", experts=trajectories, iterations=100, seed=seed, quiet=True)
+        random_acc = evaluate_synthetic(x, y, digits, seeds=(0, 1), epochs=150)["mean"]
+        tgdd_acc = evaluate_synthetic(result.x, result.y, digits, seeds=(0, 1), epochs=150)["mean"]
+        gains.append(tgdd_acc - random_acc)
+    margin = statistics.stdev(gains) / len(gains) ** 0.5
+    assert statistics.fmean(gains) > margin, gains

@@ -63,10 +63,18 @@ def test_condtsf_trains_all_epochs_without_validation():
     data = ddtime.driver.data.load_forecasting(None, protocol="condtsf", seq_len=24, pred_len=24)
     model = build_model("linear", seq_len=24, pred_len=24, channels=1, seed=0)
     windows = data.windows("train")[::40]  # a thinned training set keeps the test fast
+    test = data.windows("test")
+    untrained = evaluate(model, test, seq_len=24)["mse"]
+    snapshots = {}
     result = train_model(model, data, optimizer="adam", lr=1e-2, epochs=3, patience=3, quiet=True,
-                         train_windows=windows)
+                         train_windows=windows, on_epoch_end=lambda e, m: snapshots.__setitem__(e, flat_params(m)))
     assert result["epochs"] == 3 and result["val_mse"] is None and result["val_history"] == []
-    assert result["test_mse"] < 1.0
+    # all 3 epochs ran (patience has nothing to watch) and the final weights are the third epoch's, not a "best"
+    assert sorted(snapshots) == [1, 2, 3] and not torch.equal(snapshots[2], snapshots[3])
+    torch.testing.assert_close(flat_params(model), snapshots[3], rtol=0, atol=0)
+    # the reported test MSE is the trained model's on the test windows, below the untrained model's
+    assert result["test_mse"] == pytest.approx(evaluate(model, test, seq_len=24)["mse"], rel=1e-5)
+    assert result["test_mse"] < untrained
 
 
 def test_train_windows_and_determinism(data):

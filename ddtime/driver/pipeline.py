@@ -4,10 +4,12 @@ fresh students and references, and the files of ``out_dir``.
 Outputs in ``out_dir``: ``results.json`` (settings, test_mse, test_mae, test_mse_std, test_mae_std,
 full_data_test_mse, random_subset_test_mse, seconds, ...), ``synthetic.safetensors`` (the set
 chosen on validation), ``history.json`` (loss history), ``checkpoint.pt`` (for ``resume``),
-``windows.png``, ``spectra.png``, ``loss.png``.
+``windows.png``, ``spectra.png``, ``loss.png``. The checkpoint and ``results.json`` carry the run's
+fingerprint (:func:`run_identity`: data, experts, evaluation); ``resume`` refuses another one.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import time
@@ -21,8 +23,9 @@ from ddtime.driver.distill.distributed import is_writer
 from ddtime.driver.distill.plots import plot_run
 from ddtime.driver.evaluation import evaluate_synthetic, make_validator, student_recipe
 from ddtime.driver.experts import ExpertStore, ensure_experts
+from ddtime.driver.fingerprint import run_fingerprint
 
-__all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "run_distillation"]
+__all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "run_identity", "run_distillation"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ def experts_for(data, config: DistillConfig, method: DistillMethod, settings: Ex
                           device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
 
 
+def run_identity(data, experts: ExpertStore | None, evaluation: EvaluationConfig) -> dict[str, Any]:
+    """The fingerprint of a run (:func:`ddtime.driver.fingerprint.run_fingerprint`), its student recipe resolved."""
+    recipe = student_recipe(data.protocol) if evaluation.recipe is None else evaluation.recipe
+    return run_fingerprint(data, experts, {**dataclasses.asdict(evaluation), "recipe": recipe})
+
+
 def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None, out_dir,
                      evaluation: EvaluationConfig = EvaluationConfig(), resume: bool = False,
                      reference_cache: dict | None = None, data_arg: str = "", plots: bool = True,
@@ -89,11 +98,13 @@ def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None
     recipe = student_recipe(data.protocol) if evaluation.recipe is None else evaluation.recipe
     validate = make_validator(data, model=config.model, recipe=recipe, seed=config.seed, device=config.device,
                               model_kwargs=config.model_kwargs)
-    result = distill(data, config, experts=experts, out_dir=out_dir, resume=resume, validate=validate)
+    fingerprint = run_identity(data, experts, evaluation)
+    result = distill(data, config, experts=experts, out_dir=out_dir, resume=resume, validate=validate,
+                     fingerprint=fingerprint)
     windows = result.windows
     save_synthetic(out_dir / "synthetic.safetensors", windows, {
-        "data": data_arg, "dataset": data.name, "protocol": data.protocol, "seq_len": data.seq_len,
-        "pred_len": data.pred_len, "model": config.model, "method": config.method,
+        "data": data_arg, "dataset": data.name, "protocol": data.protocol, "scale": data.scale,
+        "seq_len": data.seq_len, "pred_len": data.pred_len, "model": config.model, "method": config.method,
         "condtsf": config.condtsf is not None, "ddtime": config.ddtime is not None, "seed": config.seed,
         "best_iteration": result.best_iteration})
     t_eval = time.perf_counter()
@@ -109,10 +120,12 @@ def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None
     main = per_model[config.model]
     results = {
         "settings": {**config.to_dict(), "data": data_arg, "dataset": data.name, "protocol": data.protocol,
-                     "seq_len": data.seq_len, "pred_len": data.pred_len, "students": evaluation.students,
+                     "scale": data.scale, "seq_len": data.seq_len, "pred_len": data.pred_len,
+                     "students": evaluation.students,
                      "num_experts": experts.num_experts if experts is not None else 0,
                      "expert_epochs": (experts.trajectory(0).shape[0] - 1) if experts is not None else 0,
                      "student_recipe": recipe, "synthetic_windows": int(windows.shape[0])},
+        "fingerprint": fingerprint,
         "test_mse": main["synthetic"]["test_mse"], "test_mae": main["synthetic"]["test_mae"],
         "test_mse_std": main["synthetic"]["test_mse_std"], "test_mae_std": main["synthetic"]["test_mae_std"],
         "full_data_test_mse": main["full_data"]["test_mse"], "full_data_test_mae": main["full_data"]["test_mae"],

@@ -2,7 +2,8 @@
 
 ``condtsf`` is CondTSF's code (RafaDD/CondTSF ``buffer.py``, ``distill.py``, ``model/gcond.py``):
 
-* data: the ``condtsf`` protocol (each channel z-scored over the whole series, first 70% train,
+* data: the ``condtsf`` protocol (each channel z-scored over the whole series, test rows included, as
+  CondTSF's code; ``--scale train`` fits on the training rows only; first 70% train,
   the rest test, channel-independent windows), 24 -> 24, training windows at stride 4;
 * experts: 40 x 80 epochs, SGD lr 5e-4 momentum 0.9, batches of 64 windows with all their
   channels (ddtime's expert recipe under ``condtsf``);
@@ -11,7 +12,8 @@
   (:data:`CONDENSING_RATES`), cut into windows at stride 4 (ETTh1: 69 steps, 6 windows a channel);
 * 300 iterations; DATM without learnable soft labels (CondTSF's DATM has none);
 * evaluation: 5 students, SGD lr 1e-4 momentum 0.9, 250 epochs (the protocol's recipe); the
-  set is selected every 50 iterations on held-back training windows, never on test.
+  set is selected every 50 iterations on the last 10% of the training windows (which the experts
+  also train on), never on test (CondTSF's code selects on test).
 """
 from __future__ import annotations
 

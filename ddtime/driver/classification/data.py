@@ -70,6 +70,14 @@ class ClassificationData:
         train_idx, test_idx = stratified_split(y, test_fraction=test_fraction, seed=seed)
         return cls(x[train_idx], y[train_idx], x[test_idx], y[test_idx], k, name)
 
+    def holdout(self, fraction: float = 0.2, *, seed: int = 0) -> "ClassificationData":
+        """A train/validation split carved from the training split alone (stratified, seeded):
+        ``round(fraction * n_c)`` training samples of each class become the returned set's ``test``
+        split (the validation set); the test split is left out. For tuning without touching test."""
+        train_idx, val_idx = stratified_split(self.train_y, test_fraction=fraction, seed=seed)
+        return ClassificationData(self.train_x[train_idx], self.train_y[train_idx], self.train_x[val_idx],
+                                  self.train_y[val_idx], self.num_classes, f"{self.name}-validation")
+
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """Per-sample shape: ``(C, H, W)`` or ``(D,)``."""

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     seq_len = args.seq_len or int(meta.get("seq_len", DEFAULT_LENGTHS[protocol]))
     pred_len = args.pred_len or int(meta.get("pred_len", DEFAULT_LENGTHS[protocol]))
     models = args.models or model_list(meta.get("model", "dlinear"))
-    data = load_forecasting(data_arg, protocol=protocol, seq_len=seq_len, pred_len=pred_len)
+    scale = args.scale or meta.get("scale")  # default: the scaling the set was distilled under
+    data = load_forecasting(data_arg, protocol=protocol, seq_len=seq_len, pred_len=pred_len, scale=scale)
     recipe = student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr)
     students = args.students if args.students is not None else EvaluationConfig.students
     results = evaluate_synthetic(windows, data, models=models, num_students=students, recipe=recipe,

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         own_group = True
     try:
         data = load_forecasting(args.data, protocol=args.protocol, seq_len=seq_len, pred_len=pred_len,
-                                            stride=stride)
+                                stride=stride, scale=args.scale)
         store = train_experts(data, model=args.model, num_experts=args.num_experts,
                               expert_epochs=args.expert_epochs, optimizer=args.optimizer, lr=args.expert_lr,
                               momentum=args.momentum, batch_size=args.batch_size, rho=args.rho, out_dir=args.out,

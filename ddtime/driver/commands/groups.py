@@ -23,7 +23,7 @@ import argparse
 
 from ddtime.driver.commands.types import (fraction, method_option, model_list, non_negative_float, non_negative_int,
                                           positive_float, positive_int)
-from ddtime.driver.data import PROTOCOLS
+from ddtime.driver.data import PROTOCOLS, SCALES
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
 from ddtime.driver.distill import TERM_BALANCES, CondTSFUpdate, DDTimeTerms, DistillConfig
 from ddtime.driver.distill.synthetic import REPRESENTATIONS
@@ -51,6 +51,10 @@ def add_data_options(parser: argparse.ArgumentParser, *, preset: bool = True,
                            help="every default of a published setting (condtsf: CondTSF's code; see "
                                 "ddtime.driver.presets); explicit options win")
     group.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default standard")
+    group.add_argument("--scale", choices=SCALES, default=None,
+                       help="fit each channel's mean/std on the training rows (train, leak-free) or the whole "
+                            "series, test rows included (series); default: the protocol's (standard: train; "
+                            "condtsf: series, as CondTSF's code)")
     group.add_argument("--seq-len", type=positive_int, default=None, help=f"look-back (default {_LENGTHS})")
     group.add_argument("--pred-len", type=positive_int, default=None, help=f"horizon (default {_LENGTHS})")
 
@@ -103,8 +107,10 @@ def add_distill_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--method-option", type=method_option, action="append", default=[], metavar="KEY=VALUE",
                        help="method hyper-parameter, e.g. syn_steps=10 (repeatable)")
     group.add_argument("--select-every", type=non_negative_int, default=None,
-                       help=f"validation selection every N iterations (default {DistillConfig.select_every}; "
-                            "0 = keep the final set)")
+                       help=f"score the set every N iterations and keep the best (default "
+                            f"{DistillConfig.select_every}; 0 = keep the final set); scored on the validation split, "
+                            "under condtsf (no validation split) on the last 10%% of the training windows, which the "
+                            "experts also train on")
     group.add_argument("--select-initial", action="store_true",
                        help="let the initial set (= the random-subset reference) compete in the selection")
     group.add_argument("--checkpoint-every", type=positive_int, default=None,

@@ -26,9 +26,9 @@ from ddtime.driver.evaluation import student_recipe
 from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
 from ddtime.driver.presets import condtsf_samples, preset_defaults
 
-__all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "fill_defaults", "resolve",
-           "load_data",
-           "distill_config", "condtsf_update", "ddtime_terms", "expert_settings", "evaluation_config"]
+__all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "fill_defaults",
+           "resolve", "load_data", "distill_config", "condtsf_update", "ddtime_terms", "expert_settings",
+           "evaluation_config"]
 
 # the library's own defaults, for the options that a preset or the quick run may change
 FULL_DEFAULTS = {"samples": DistillConfig.samples, "iterations": DistillConfig.iterations,
@@ -94,7 +94,7 @@ def load_data(args: argparse.Namespace):
     ``args.samples`` from the dataset (CondTSF's condensing rate)."""
     try:
         data = load_forecasting(args.data, protocol=args.protocol, seq_len=args.seq_len, pred_len=args.pred_len,
-                                stride=TRAIN_STRIDES[args.protocol])
+                                stride=TRAIN_STRIDES[args.protocol], scale=args.scale)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"--data: {exc}") from None
     except ValueError as exc:

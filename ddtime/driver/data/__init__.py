@@ -7,7 +7,7 @@ torch.Size([8449, 7, 192])
 """
 from ddtime.driver.data.csv_reader import SENTINELS, DataQualityWarning, read_csv
 from ddtime.driver.data.fetch import ChecksumError, download, file_digests, resolve_dataset, verify_file
-from ddtime.driver.data.forecast import FEATURES, ForecastData, load_forecasting
+from ddtime.driver.data.forecast import DEFAULT_SCALES, FEATURES, SCALES, ForecastData, load_forecasting
 from ddtime.driver.data.generated import SYNTHETIC, generate_seasonal
 from ddtime.driver.data.protocols import PROTOCOLS, condtsf_borders, split_sizes, standard_borders
 from ddtime.driver.data.registry import REGISTRY, DatasetInfo, data_dir, lookup, lookup_filename, shared_data_dir
@@ -18,7 +18,7 @@ __all__ = [
     "resolve_dataset", "download", "verify_file", "file_digests", "ChecksumError",
     "read_csv", "DataQualityWarning", "SENTINELS",
     "generate_seasonal", "SYNTHETIC",
-    "load_forecasting", "ForecastData", "FEATURES",
+    "load_forecasting", "ForecastData", "FEATURES", "SCALES", "DEFAULT_SCALES",
     "PROTOCOLS", "split_sizes", "standard_borders", "condtsf_borders",
     "Scaler",
 ]

@@ -13,7 +13,8 @@ Per iteration (see :mod:`ddtime.driver.distill.methods.base` for the method inte
    sum ``ctx.extra_loss``; then ``after_step``;
 3. every ``select_every`` iterations and after the last, the method's current synthetic
    windows are scored by ``validate`` (quick student training scored on the validation split,
-   never test); the best is kept. ``select_initial=True`` also scores the initial set (CondTSF's
+   under ``condtsf`` the last 10% of the training windows; never test); the best is kept.
+   ``select_initial=True`` also scores the initial set (CondTSF's
    code does; off by default so that the result is always a distilled set, whose
    initialisation is exactly the random-subset reference of :mod:`ddtime.driver.evaluation`);
 4. every ``checkpoint_every`` iterations the whole state is checkpointed atomically to
@@ -42,6 +43,7 @@ from ddtime.driver.distill.distributed import TrajectoryBatch, checkpoint_for_re
 from ddtime.driver.distill.methods import DistillContext
 from ddtime.driver.distill.synthetic import SyntheticSet
 from ddtime.driver.distill.teacher import sample_teacher
+from ddtime.driver.fingerprint import check_fingerprint, run_fingerprint
 from ddtime.driver.models import build_model
 
 __all__ = ["DistillResult", "DistillRun", "distill", "CHECKPOINT_NAME"]
@@ -100,6 +102,9 @@ class DistillRun:
     model and the optimiser; :meth:`iteration` runs one iteration (the unit the overhead
     benchmark times); :meth:`resume_from` / :meth:`checkpoint` restore and save the state.
     """
+
+    #: what the run is computed from (:mod:`ddtime.driver.fingerprint`), saved and checked on resume
+    fingerprint: dict[str, Any] | None = None
 
     def __init__(self, data, config: DistillConfig, *, experts=None):
         if not isinstance(config, DistillConfig):
@@ -219,11 +224,13 @@ class DistillRun:
             "val_history": [list(v) for v in self.val_history], "best_val": best["val"],
             "best_iteration": best["iteration"],
             "best_windows": best["windows"].cpu() if best["windows"] is not None else None,
+            "fingerprint": self.fingerprint,
         })
 
     def resume_from(self, path) -> None:
-        """Restore a :meth:`checkpoint` written with the same settings."""
+        """Restore a :meth:`checkpoint` written with the same settings and :attr:`fingerprint`."""
         state = load_checkpoint(path)
+        check_fingerprint(state.get("fingerprint"), self.fingerprint, f"the checkpoint {str(path)!r}")
         saved, now = state["config"], self.config.to_dict()
         mismatched = sorted(k for k in set(saved) | set(now)
                             if k not in ("quiet", "device", "checkpoint_every") and saved.get(k) != now.get(k))
@@ -241,7 +248,8 @@ class DistillRun:
 
 
 def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib.Path | None = None,
-            resume: bool = False, validate: Callable[[torch.Tensor], float] | None = None) -> DistillResult:
+            resume: bool = False, validate: Callable[[torch.Tensor], float] | None = None,
+            fingerprint: dict[str, Any] | None = None) -> DistillResult:
     """Distil ``data`` (a :class:`ddtime.driver.data.ForecastData`) into a synthetic set.
 
     Args:
@@ -250,11 +258,14 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
         out_dir: where ``checkpoint.pt`` goes (no checkpoints when ``None``).
         resume: continue from ``out_dir/checkpoint.pt`` when it exists (same config required).
         validate: ``validate(windows [S, N, L]) -> validation MSE``; selects the best set.
+        fingerprint: what the run is computed from, stored in the checkpoint; a resume from a
+            checkpoint of another fingerprint is refused (default: the data's and experts').
     """
     if resume and out_dir is None:
         raise ValueError("resume: needs out_dir (where the checkpoint lives)")
     t0 = time.perf_counter()
     run = DistillRun(data, config, experts=experts)
+    run.fingerprint = run_fingerprint(data, experts) if fingerprint is None else fingerprint
     ckpt_path = pathlib.Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     resumed_from = None
     writer = is_writer()  # under torchrun rank 0 alone selects and writes; every rank resumes from its checkpoint

@@ -10,7 +10,9 @@ Student recipes (SPEC section 4; everything switchable):
 
 Model selection (the validation score used to pick the best synthetic set during distillation)
 uses the validation split under ``standard`` and, since the ``condtsf`` protocol has none, the
-last 10% of the training windows there; the test split is never used for selection.
+last 10% of the training windows there: windows the experts also train on and the synthetic
+set may start from, so the selection is not on held-out data. The test split is never scored for
+selection (under ``condtsf`` its rows do enter the scaling, :mod:`ddtime.driver.data.forecast`).
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None
 
 def validation_windows(data) -> torch.Tensor:
     """Windows used for model selection ``[B, N, L]``: the validation split, or under ``condtsf``
-    (no validation split) the last 10% of the training windows."""
+    (no validation split) the last 10% of the training windows (not held out of expert training)."""
     if data.val is not None:
         return data.windows("val")
     train = data.windows("train")
