@@ -226,3 +226,35 @@ def test_teacher_forecaster_equals_teacher_predict_and_follows_the_rows(experts,
     x = torch.randn(4, 2, SEQ)
     assert torch.equal(forecaster(flat, x), teacher_predict(noisy, flat, x))
     assert torch.equal(forecaster(flat, x), forecaster(flat, x))  # eval mode: no dropout
+
+
+# 3. trajectories and teacher rows read once, kept, bounded ----------------------------------
+def test_the_store_reads_each_file_once_and_keeps_the_trajectories(experts, data, monkeypatch):
+    from ddtime.driver.experts import ExpertStore, store as store_module
+
+    store = ExpertStore(experts.out_dir)
+    opened = []
+    original = store_module.safe_open
+    monkeypatch.setattr(store_module, "safe_open", lambda *a, **k: opened.append(a[0]) or original(*a, **k))
+    first = store.trajectory(1)
+    assert len(opened) == store.num_experts  # every file read once, on the first access
+    assert store.trajectory(1).data_ptr() == first.data_ptr()  # the kept tensor, not a copy
+    assert torch.equal(store.teacher_row(1), first[store.teacher_epoch(1)])
+    run = DistillRun(data, _config(), experts=store)
+    for it in range(3):
+        run.iteration(it)
+    assert len(opened) == store.num_experts  # no file opened by the loop
+
+
+def test_the_store_refuses_trajectories_past_its_memory_bound(experts):
+    from ddtime.driver.experts import ExpertStore
+
+    rows, params = experts.settings["expert_epochs"] + 1, experts.settings["num_params"]
+    needed = experts.num_experts * rows * params * 4
+    assert ExpertStore(experts.out_dir, memory_limit=needed).trajectory(0).shape == (rows, params)
+    small = ExpertStore(experts.out_dir, memory_limit=needed - 1)
+    with pytest.raises(MemoryError, match=f"memory_limit={needed - 1} bytes"):
+        small.trajectory(0)
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match="memory_limit"):
+            ExpertStore(experts.out_dir, memory_limit=bad)
