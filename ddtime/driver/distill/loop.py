@@ -253,11 +253,12 @@ class DistillRun:
             scales = dict(zip(weights, w.unbind()))
             combined = []
             for j, p in enumerate(params):
-                c = torch.zeros_like(p)
+                c = None
                 for name, scale in scales.items():
-                    if grads[name][j] is not None:
-                        c.addcmul_(grads[name][j], scale)
-                combined.append(c)
+                    g = grads[name][j]
+                    if g is not None:
+                        c = g * scale if c is None else c.addcmul_(g, scale)
+                combined.append(c if c is not None else torch.zeros_like(p))
         for p, c in zip(params, combined):
             p.grad = c
         self.optimizer.step()
