@@ -163,6 +163,7 @@ class DistillRun:
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.history: list[dict[str, Any]] = []
         self._unflushed: list[dict[str, Any]] = []  # records of self.history that still hold tensors
+        self._weights: dict[tuple[float, ...], torch.Tensor] = {}  # the terms' weights as a device tensor
         self.val_history: list[tuple[int, float]] = []
         self.best: dict[str, Any] = {"val": math.inf, "iteration": 0, "windows": None}
         self.done = 0
@@ -246,7 +247,10 @@ class DistillRun:
         if len(weights) == 1:
             combined = [g if g is not None else torch.zeros_like(p) for p, g in zip(params, grads["base"])]
         else:
-            w = torch.tensor(list(weights.values()), dtype=torch.float32, device=self.device)
+            key = tuple(weights.values())
+            if key not in self._weights:  # made once: a tensor from Python numbers is a host-to-device copy
+                self._weights[key] = torch.tensor(key, dtype=torch.float32, device=self.device)
+            w = self._weights[key]
             if self.config.term_balance == "grad-norm":
                 n = torch.stack([norms[k].to(w) for k in weights])
                 w = torch.where(n > 0, w / n, w)
