@@ -6,8 +6,10 @@
 
 ``overhead``: one MTT iteration (K = 20 unrolled student steps, 2 updates per iteration, DLinear,
 DDTime's terms with the default grad-norm balance, value term on the labels) in three variants
-(base, ddtime-fused, ddtime-reference), timed round-robin (so machine load hits them alike) and
-compared by their medians: overhead = (t_variant - t_base) / t_base. Settings: ``condtsf`` =
+(base, ddtime-fused, ddtime-reference), timed round-robin (so machine load hits them alike) on the
+thread's CPU time (``time.thread_time``: at one torch thread all the work runs on the calling
+thread, and a co-tenant's load does not inflate it) and on the wall clock, and compared by their
+medians: overhead = (t_variant - t_base) / t_base. Settings: ``condtsf`` =
 CondTSF's preset (ETTh1, 24 -> 24, the series of 6 windows a channel, 42 channel-independent
 windows, 40 experts x 80 epochs from the store); ``standard`` = ETTh1 96 -> 96, S = 10 windows of
 7 channels (40 experts x ``--expert-epochs``). The experts are trained into ``--experts`` once
@@ -21,6 +23,7 @@ one autograd pass) and, with ``--compile``, ``torch.compile`` of the reference; 
 memory of one call (resident memory above the inputs: ``/proc`` VmHWM after a reset, malloc
 returning every block over 64 KiB to the system, one subprocess a cell); and the terms' share of
 an MTT iteration of that shape (two updates; DLinear on the generated series with N channels).
+Times are thread CPU time.
 """
 from __future__ import annotations
 
@@ -84,32 +87,38 @@ def make_runs(data, experts, options: dict, method: str = "mtt", variants=tuple(
     return runs
 
 
-def measure(runs: dict[str, DistillRun], rounds: int) -> dict[str, float]:
-    """Median seconds of one iteration per variant, timed round-robin."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
+def measure_both(runs: dict[str, DistillRun], rounds: int) -> dict[str, dict[str, float]]:
+    """``{"wall": medians, "cpu": medians}``: the same rounds on the wall clock and on the
+    thread's CPU time (which a co-tenant's load does not inflate; the torch work runs on this
+    thread at one torch thread)."""
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(rounds):
         for name, run in runs.items():
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.thread_time()
             run.iteration(1 + r)
-            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
+            wall[name].append(time.perf_counter() - w0)
         for run in runs.values():
             if len(run.history) > 10_000:  # keep the history short: the runs are endless
                 run.flush_history()
                 del run.history[:]
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {"wall": {k: statistics.median(v) for k, v in wall.items()},
+            "cpu": {k: statistics.median(v) for k, v in cpu.items()}}
 
 
-def term_cost(runs: dict[str, DistillRun], rounds: int) -> dict[str, float]:
-    """Median microseconds of the terms' part of one update (``_term_gradients``), interleaved."""
+def term_cost(runs: dict[str, DistillRun], rounds: int, clock=time.thread_time) -> dict[str, float]:
+    """Median microseconds (``clock``) of the terms' part of one update (``_term_gradients``:
+    teacher forecast, both terms, their gradients on the synthetic parameters), interleaved."""
     times: dict[str, list[float]] = {name: [] for name in runs if name != "base"}
     for _ in range(rounds):
         for name in times:
             run = runs[name]
             out = MethodOutput(loss=torch.zeros(()))
             names = [k for k, w in run.terms.weights.items() if w != 0]
-            t0 = time.perf_counter()
+            t0 = clock()
             run._term_gradients(out, names, False)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return {name: 1e6 * statistics.median(values) for name, values in times.items()}
 
 
@@ -121,26 +130,33 @@ def environment() -> str:
             f"ddtime {ddtime.__version__}")
 
 
-def report(medians: dict[str, float], terms_us: dict[str, float], *, rounds: int, data, method: str,
+def report(medians: dict[str, dict[str, float]], terms_us: dict[str, float], *, rounds: int, data, method: str,
            samples: int, num_experts: int, expert_epochs: int) -> str:
-    base = medians["base"]
-    per_update = base / 2
+    """Markdown: per variant and clock (thread CPU time, wall) the median iteration, the added
+    time and the overhead; the terms' own cost per update beside the base update."""
     lines = [f"One {method} iteration, {data.name} {data.protocol} {data.seq_len}->{data.pred_len} DLinear, "
              f"S={samples} windows, K=20, 2 updates, {num_experts} experts x {expert_epochs} epochs, "
              f"median of {rounds} interleaved rounds:", "",
-             "| variant | ms / iteration | added ms / iteration | overhead vs base | terms' own cost / update |",
-             "|---|---|---|---|---|"]
-    for name, value in medians.items():
-        if name == "base":
-            lines.append(f"| base | {1e3 * value:.3f} | - | - | base update {1e6 * per_update:.0f} us |")
-        else:
-            lines.append(f"| {name} | {1e3 * value:.3f} | {1e3 * (value - base):+.3f} | "
-                         f"{100 * (value - base) / base:+.2f}% | {terms_us[name]:.0f} us |")
-    if "ddtime-fused" in medians and "ddtime-reference" in medians:
-        fused, ref = medians["ddtime-fused"] - base, medians["ddtime-reference"] - base
-        ratio = f"{ref / fused:.1f}x" if fused > 0 else "n/a (fused within noise of base)"
-        lines += ["", f"Reference / fused added time per iteration: {ratio}; terms' own cost per update: "
-                      f"reference / fused {terms_us['ddtime-reference'] / terms_us['ddtime-fused']:.1f}x."]
+             "| variant | clock | ms / iteration | added ms / iteration | overhead vs base |", "|---|---|---|---|---|"]
+    for clock in ("cpu", "wall"):
+        base = medians[clock]["base"]
+        for name, value in medians[clock].items():
+            added = "-" if name == "base" else f"{1e3 * (value - base):+.3f}"
+            overhead = "-" if name == "base" else f"{100 * (value - base) / base:+.2f}%"
+            lines.append(f"| {name} | {'thread CPU' if clock == 'cpu' else 'wall'} | {1e3 * value:.3f} | {added} | "
+                         f"{overhead} |")
+    base = medians["cpu"]["base"]
+    lines += ["", f"Per update (thread CPU time): base update {1e6 * base / 2:.0f} us; the terms' own cost "
+                  "(`DistillRun._term_gradients`: teacher forecast, both terms and their gradients on the synthetic "
+                  "parameters; median of interleaved calls): "
+              + ", ".join(f"{k.removeprefix('ddtime-')} {v:.0f} us ({100 * v / (1e6 * base / 2):.2f}% of the base "
+                          "update)" for k, v in terms_us.items()) + "."]
+    cpu = medians["cpu"]
+    if {"ddtime-fused", "ddtime-reference"} <= set(cpu):
+        fused, ref = cpu["ddtime-fused"] - cpu["base"], cpu["ddtime-reference"] - cpu["base"]
+        ratio = f"{ref / fused:.1f}x" if fused > 0 else "n/a (fused within the noise of base)"
+        lines.append(f"Reference / fused added time per iteration (thread CPU): {ratio}; the terms' own cost: "
+                     f"{terms_us['ddtime-reference'] / terms_us['ddtime-fused']:.1f}x.")
     return "\n".join(lines) + "\n"
 
 
@@ -178,7 +194,7 @@ def _rss(field: str) -> int:
 
 
 def scaling_cell(s: int, n: int, length: int, impl: str, min_seconds: float = 1.0) -> dict:
-    """Seconds per call (median) and peak extra resident bytes of one call of the terms."""
+    """Thread CPU seconds per call (median) and peak extra resident bytes of one call of the terms."""
     torch.set_num_threads(1)
     windows, teacher = _scaling_inputs(s, n, length)
     terms = DDTimeTerms(loss_impl="reference" if impl == "compile" else impl)
@@ -186,9 +202,9 @@ def scaling_cell(s: int, n: int, length: int, impl: str, min_seconds: float = 1.
     call(windows, teacher)  # warm-up / compilation
     times, t_end = [], time.perf_counter() + min_seconds
     while len(times) < 3 or (time.perf_counter() < t_end and len(times) < 50):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         call(windows, teacher)
-        times.append(time.perf_counter() - t0)
+        times.append(time.thread_time() - t0)
     peak = -1
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -215,7 +231,7 @@ def base_iteration(s: int, n: int, length: int, workdir: pathlib.Path, rounds: i
     experts = train_experts(data, num_experts=1, expert_epochs=6, out_dir=workdir / f"experts_{n}_{length}",
                             quiet=True)
     run = make_runs(data, experts, {"samples": s}, variants=("base",))["base"]
-    return measure({"base": run}, rounds)["base"]
+    return measure_both({"base": run}, rounds)["cpu"]["base"]
 
 
 def scaling(out: pathlib.Path, impls: tuple[str, ...], workdir: pathlib.Path) -> None:
@@ -296,10 +312,10 @@ def test_overhead(setting):
     """Interleaved medians and the overhead percentages (printed; run with -s)."""
     data, experts, options = setting
     runs = make_runs(data, experts, options)
-    medians, terms_us = measure(runs, rounds=15), term_cost(runs, rounds=50)
+    medians, terms_us = measure_both(runs, rounds=15), term_cost(runs, rounds=50)
     print("\n" + report(medians, terms_us, rounds=15, data=data, method="mtt", samples=options["samples"],
                         num_experts=experts.num_experts, expert_epochs=experts.settings["expert_epochs"]))
-    assert all(v > 0 for v in medians.values())
+    assert all(v > 0 for clock in medians.values() for v in clock.values())
 
 
 # ---- script mode -----------------------------------------------------------------------------
@@ -327,7 +343,7 @@ def main(argv=None) -> int:
             data, experts, options = load_setting(args.experts or tmp, args.setting, expert_epochs=args.expert_epochs,
                                                   quiet=False)
             runs = make_runs(data, experts, options, args.method)
-            medians, terms_us = measure(runs, args.rounds), term_cost(runs, args.term_rounds)
+            medians, terms_us = measure_both(runs, args.rounds), term_cost(runs, args.term_rounds)
         table = report(medians, terms_us, rounds=args.rounds, data=data, method=args.method,
                        samples=options["samples"], num_experts=experts.num_experts,
                        expert_epochs=experts.settings["expert_epochs"])
@@ -341,7 +357,7 @@ def main(argv=None) -> int:
         records = [json.loads(line) for line in cells.read_text().splitlines()]
         table = (f"Command: `{command}`\n\n{environment()}\n\nThe terms alone (teacher forecast given): value term on "
                  "[S, N, L/2] labels + ISIB on [S, N, L] windows, each with its gradient; ms / update = median "
-                 "seconds of one call (at least 3 calls, up to 1 s); share = 2 calls / (MTT base iteration + 2 "
+                 "thread CPU time of one call (at least 3 calls, up to 1 s); share = 2 calls / (MTT base iteration + 2 "
                  "calls); peak = resident memory above the inputs during one call.\n\n" + scaling_table(records))
     print(table)
     if args.out:
