@@ -334,6 +334,7 @@ def main(argv=None) -> int:
     s.add_argument("--out", required=True, help="Markdown table; the cells go to OUT.jsonl as they finish")
     s.add_argument("--compile", action="store_true", help="also torch.compile(reference)")
     s.add_argument("--workdir", default=None, help="generated series and experts of the base iterations")
+    s.add_argument("--table-only", action="store_true", help="only write the table of the cells in OUT.jsonl")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -351,9 +352,10 @@ def main(argv=None) -> int:
     else:
         out = pathlib.Path(args.out)
         cells = out.with_suffix(out.suffix + ".jsonl") if out.suffix != ".jsonl" else out
-        workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="ddtime-scaling-"))
-        workdir.mkdir(parents=True, exist_ok=True)
-        scaling(cells, ("fused", "reference") + (("compile",) if args.compile else ()), workdir)
+        if not args.table_only:
+            workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="ddtime-scaling-"))
+            workdir.mkdir(parents=True, exist_ok=True)
+            scaling(cells, ("fused", "reference") + (("compile",) if args.compile else ()), workdir)
         records = [json.loads(line) for line in cells.read_text().splitlines()]
         table = (f"Command: `{command}`\n\n{environment()}\n\nThe terms alone (teacher forecast given): value term on "
                  "[S, N, L/2] labels + ISIB on [S, N, L] windows, each with its gradient; ms / update = median "
