@@ -143,7 +143,7 @@ class TrajectoryBatch:
         slots reached each parameter ``[len(params)]``, ``[sum of L_j, sum of each metric]`` and the metric names."""
         sums = [torch.zeros_like(p) for p in self.params]
         counts = torch.zeros(len(self.params), dtype=sums[0].dtype, device=sums[0].device)
-        loss_sum, metric_sums = 0.0, {}
+        loss_sum, metric_sums = torch.zeros((), dtype=counts.dtype, device=counts.device), {}
         for method, ctx in zip(self.methods, self._slot_contexts(iteration)):
             with _slot_rng(ctx.generator, ctx.device):
                 out = method.step(ctx, iteration)
@@ -155,10 +155,10 @@ class TrajectoryBatch:
                 if g is not None:
                     s.add_(g)
                     counts[n] += 1
-            loss_sum += float(out.loss.detach())
+            loss_sum = loss_sum + out.loss.detach().to(counts.dtype)  # tensors: no host sync per slot
             for k, v in sorted(out.metrics.items()):
-                metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
-        scalars = torch.tensor([loss_sum, *metric_sums.values()], dtype=counts.dtype, device=counts.device)
+                metric_sums[k] = metric_sums.get(k, 0.0) + torch.as_tensor(v, dtype=counts.dtype, device=counts.device)
+        scalars = torch.stack([loss_sum, *metric_sums.values()])
         return sums, counts, scalars, list(metric_sums)
 
 

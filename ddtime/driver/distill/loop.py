@@ -10,7 +10,10 @@ Per iteration (see :mod:`ddtime.driver.distill.methods.base` for the method inte
    synthetic set with the gradients of ``L_base / detach(L_base)``, ``lambda_val * L_val`` and
    ``lambda_IS * L_IS``, each taken on its own and combined as ``config.term_balance`` says
    (:meth:`DistillRun._update`); a method that owns its update (TGDD) adds the plain weighted
-   sum ``ctx.extra_loss``; then ``after_step``;
+   sum ``ctx.extra_loss``; then ``after_step``. The history of an update is kept as device
+   tensors and converted to numbers in one transfer at checkpoints, selections, progress-bar
+   refreshes (at most every ``PROGRESS_SECONDS``) and the end (:meth:`DistillRun.flush_history`),
+   so that an update never waits for the device;
 3. every ``select_every`` iterations and after the last, the method's current synthetic
    windows are scored by ``validate`` (quick student training scored on the validation split,
    under ``condtsf`` the last 10% of the training windows; never test); the best is kept.
@@ -42,13 +45,46 @@ from ddtime.driver.distill.config import DistillConfig
 from ddtime.driver.distill.distributed import TrajectoryBatch, checkpoint_for_resume, is_writer
 from ddtime.driver.distill.methods import DistillContext
 from ddtime.driver.distill.synthetic import SyntheticSet
-from ddtime.driver.distill.teacher import sample_teacher
+from ddtime.driver.distill.teacher import TeacherForecaster, sample_teacher
 from ddtime.driver.fingerprint import check_fingerprint, run_fingerprint
-from ddtime.driver.models import build_model
+from ddtime.driver.models import build_model, functional_forward
 
-__all__ = ["DistillResult", "DistillRun", "distill", "CHECKPOINT_NAME"]
+__all__ = ["DistillResult", "DistillRun", "distill", "CHECKPOINT_NAME", "PROGRESS_SECONDS"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: the progress bar shows the latest base loss at most this often (each refresh reads the history)
+PROGRESS_SECONDS = 2.0
+
+
+class _Total:
+    """A history record's ``total`` until :meth:`DistillRun.flush_history` computes it from the
+    converted values: ``sum(weight * (1 if name == "base" else record[name]))``."""
+
+    __slots__ = ("weights",)
+
+    def __init__(self, weights: dict[str, float]):
+        self.weights = weights
+
+    def value(self, record: dict[str, Any]) -> float:
+        return sum(w * (1.0 if k == "base" else record[k]) for k, w in self.weights.items())
+
+
+def _term_norms(grads: dict[str, list[torch.Tensor | None]], device) -> dict[str, torch.Tensor]:
+    """``{name: ||grads[name]||_2}`` over all the term's parameter gradients, with one
+    ``torch._foreach_norm`` for all terms."""
+    present = {k: [g for g in v if g is not None] for k, v in grads.items()}
+    flat = [g for v in present.values() for g in v]
+    norms = iter(torch._foreach_norm(flat) if flat else [])
+    out = {}
+    for name, gs in present.items():
+        parts = [next(norms) for _ in gs]
+        if not parts:
+            out[name] = torch.zeros((), device=device)
+        elif len(parts) == 1:
+            out[name] = parts[0]
+        else:
+            out[name] = torch.stack(parts).square().sum().sqrt()
+    return out
 
 
 @dataclass
@@ -122,6 +158,7 @@ class DistillRun:
         self.model = _template_model(config, data)
         self.terms = config.ddtime
         self.teacher: torch.Tensor | None = None
+        self.teacher_forecast = TeacherForecaster(self.model) if self.terms is not None else None
         self.ctx = DistillContext(
             data=data, synthetic=self.synthetic, experts=experts, model=self.model, model_name=config.model,
             real_windows=data.windows("train").to(device), seq_len=data.seq_len, pred_len=data.pred_len,
@@ -131,9 +168,12 @@ class DistillRun:
         groups = [{"params": self.synthetic.parameters()}]
         groups += [g if isinstance(g, dict) else {"params": [g]} for g in self.method.synthetic_parameters()]
         self.optimizer = torch.optim.Adam(groups, lr=config.lr)
-        self.trajectories = TrajectoryBatch(self.method, self.ctx, [p for g in groups for p in g["params"]],
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.trajectories = TrajectoryBatch(self.method, self.ctx, self.params,
                                             trajectories=config.trajectories_per_update, seed=config.seed)
         self.history: list[dict[str, Any]] = []
+        self._unflushed: list[dict[str, Any]] = []  # records of self.history that still hold tensors
+        self._weights: dict[tuple[float, ...], torch.Tensor] = {}  # the terms' weights as a device tensor
         self.val_history: list[tuple[int, float]] = []
         self.best: dict[str, Any] = {"val": math.inf, "iteration": 0, "windows": None}
         self.done = 0
@@ -148,7 +188,10 @@ class DistillRun:
                           teacher_params=self.teacher, student_params=student_params)
 
     def iteration(self, it: int) -> None:
-        """Run iteration ``it``: teacher draw, ``updates_per_iteration`` updates, ``after_step``."""
+        """Run iteration ``it``: teacher draw, ``updates_per_iteration`` updates, ``after_step``.
+
+        Issues no host synchronisation of its own: the new history records hold tensors until
+        :meth:`flush_history`."""
         config, method = self.config, self.method
         if config.ddtime is not None:
             self.teacher = sample_teacher(self.experts, self.generator, self.device)
@@ -159,15 +202,31 @@ class DistillRun:
                 self.history.append({"iteration": it, "kind": "condtsf"})
             else:
                 out = self.trajectories.step(it)  # method.step, or B trajectories averaged over the ranks
-                record: dict[str, Any] = {"iteration": it, "kind": "base", "base": float(out.loss.detach())}
+                record: dict[str, Any] = {"iteration": it, "kind": "base", "base": out.loss.detach()}
                 if not out.stepped:
                     record.update(self._update(out))
                 record.update(out.metrics)
                 self.history.append(record)
+                self._unflushed.append(record)
             method.after_step(self.ctx, it)
         self.done = it + 1
 
-    def _update(self, out) -> dict[str, float]:
+    def flush_history(self) -> list[dict[str, Any]]:
+        """Convert the tensors of the records added since the last call to floats (one transfer
+        from the device) and fill in their ``total``; returns :attr:`history`."""
+        records = self._unflushed
+        keys = [(r, k) for r in records for k, v in r.items() if isinstance(v, torch.Tensor)]
+        if keys:
+            values = torch.stack([r[k].detach().reshape(()) for r, k in keys]).tolist()
+            for (r, k), v in zip(keys, values):
+                r[k] = v
+        self._unflushed = []
+        for r in records:
+            if isinstance(r.get("total"), _Total):
+                r["total"] = r["total"].value(r)
+        return self.history
+
+    def _update(self, out) -> dict[str, Any]:
         """One Adam step of the synthetic data from the base loss and DDTime's terms.
 
         Each term's gradient is taken on its own: ``term_balance="none"`` adds
@@ -175,40 +234,89 @@ class DistillRun:
         sum); ``"grad-norm"`` scales each term's gradient to unit norm (over all synthetic
         parameters) before the lambdas apply, so that no term switches another off under Adam's
         per-coordinate scaling. A base loss alone keeps its own gradient (the base method unchanged).
-        Returns each term's loss and gradient norm for the history.
+
+        Only the base loss is differentiated by autograd (one pass through the method's graph; a
+        second one through the unrolled student for ``student_side="student"``): the terms read
+        the windows only, so their gradients come from their own backward kernels
+        (:meth:`DDTimeTerms.gradients`) and the backward of the windows' cutting
+        (:meth:`SyntheticSet.windows_vjp`). Returns each term's loss and gradient norm for the
+        history, as 0-dim tensors (``total`` follows at :meth:`flush_history`).
         """
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        terms = {"base": (out.loss / out.loss.detach().clamp_min(1e-12), 1.0)}
+        params = self.params
+        weights = {"base": 1.0}
         if self.terms is not None:
-            losses = self.terms.losses(self.synthetic.windows(), seq_len=self.data.seq_len, model=self.model,
-                                       teacher_params=self.teacher, student_params=out.student_params)
-            terms.update({k: (v, self.terms.weights[k]) for k, v in losses.items()})
-        combined = [torch.zeros_like(p) for p in params]
-        record: dict[str, float] = {}
-        names = [k for k, (_, w) in terms.items() if w != 0]
-        for n, name in enumerate(names):
-            loss, weight = terms[name]
-            grads = torch.autograd.grad(loss, params, retain_graph=n < len(names) - 1, allow_unused=True)
-            norm = torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None))
-            balance = self.config.term_balance == "grad-norm" and len(names) > 1 and norm > 0
-            scale = weight / float(norm) if balance else weight
-            for c, g in zip(combined, grads):
-                if g is not None:
-                    c.add_(g, alpha=scale)
-            record[f"{name}_grad_norm"] = float(norm)
-            if name != "base":
-                record[name] = float(loss.detach())
+            weights.update((k, w) for k, w in self.terms.weights.items() if w != 0)
+        through_student = "value" in weights and self.terms.student_side == "student"
+        base = out.loss / out.loss.detach().clamp_min(1e-12)
+        grads = {"base": list(torch.autograd.grad(base, params, retain_graph=through_student, allow_unused=True))}
+        losses: dict[str, torch.Tensor] = {}
+        if len(weights) > 1:
+            losses, term_grads = self._term_gradients(out, [k for k in weights if k != "base"], through_student)
+            grads.update(term_grads)
+        norms = _term_norms(grads, self.device)
+        if len(weights) == 1:
+            combined = [g if g is not None else torch.zeros_like(p) for p, g in zip(params, grads["base"])]
+        else:
+            key = tuple(weights.values())
+            if key not in self._weights:  # made once: a tensor from Python numbers is a host-to-device copy
+                self._weights[key] = torch.tensor(key, dtype=torch.float32, device=self.device)
+            w = self._weights[key]
+            if self.config.term_balance == "grad-norm":
+                n = torch.stack([norms[k].to(w) for k in weights])
+                w = torch.where(n > 0, w / n, w)
+            scales = dict(zip(weights, w.unbind()))
+            combined = []
+            for j, p in enumerate(params):
+                c = None
+                for name, scale in scales.items():
+                    g = grads[name][j]
+                    if g is not None:
+                        c = g * scale if c is None else c.addcmul_(g, scale)
+                combined.append(c if c is not None else torch.zeros_like(p))
         for p, c in zip(params, combined):
             p.grad = c
         self.optimizer.step()
-        record["total"] = sum(terms[k][1] * (1.0 if k == "base" else record[k]) for k in names)
+        record: dict[str, Any] = {}
+        for name in weights:
+            record[f"{name}_grad_norm"] = norms[name]
+            if name != "base":
+                record[name] = losses[name]
+        record["total"] = _Total(weights)
         return record
+
+    def _term_gradients(self, out, names: list[str], through_student: bool):
+        """``({name: L_name}, {name: [gradient per parameter of self.params or None]})`` of DDTime's
+        terms ``names`` at the current synthetic set."""
+        seq_len = self.data.seq_len
+        windows = self.synthetic.windows().detach()
+        teacher = student = None
+        if "value" in names:
+            teacher = self.teacher_forecast(self.teacher, windows[..., :seq_len])
+            if through_student:
+                if out.student_params is None:
+                    raise ValueError("student_side: 'student' needs a method with an unrolled student "
+                                     "(has_unrolled_student); use student_side='labels'")
+                student = functional_forward(self.model, out.student_params, self.synthetic.windows()[..., :seq_len])
+        losses, window_grads = self.terms.gradients(windows, seq_len=seq_len, teacher=teacher, student=student,
+                                                    names=names)
+        extra = [None] * (len(self.params) - len(self.synthetic.parameters()))
+        grads = {}
+        for name in names:
+            g = window_grads[name]
+            if name == "value" and through_student:
+                grads[name] = list(torch.autograd.grad(student, self.params, grad_outputs=g, allow_unused=True))
+                continue
+            if name == "value":
+                g = torch.cat([torch.zeros_like(windows[..., :seq_len]), g], dim=-1)
+            grads[name] = self.synthetic.windows_vjp(g) + extra
+        return losses, grads
 
     def select(self, validate: Callable[[torch.Tensor], float]) -> None:
         """Score the method's current windows on validation and keep them if they are the best."""
         t0 = time.perf_counter()
         windows = self.method.final_windows(self.ctx).detach()
         score = float(validate(windows))
+        self.flush_history()
         self.select_seconds += time.perf_counter() - t0
         self.val_history.append((self.done, score))
         if score < self.best["val"]:
@@ -216,6 +324,7 @@ class DistillRun:
 
     def checkpoint(self, path) -> None:
         """Save everything needed for an exact resume, atomically."""
+        self.flush_history()
         best = self.best
         save_checkpoint(path, {
             "config": self.config.to_dict(), "iteration": self.done, "synthetic": self.synthetic.state_dict(),
@@ -278,11 +387,14 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
         run.select(validate)
     bar = tqdm(range(run.done, config.iterations), initial=run.done, total=config.iterations,
                disable=config.quiet or not writer, desc=f"distill {config.method}", leave=False)
+    shown = time.perf_counter()
     for it in bar:
         run.iteration(it)
-        base = [h["base"] for h in run.history[-run.method.updates_per_iteration:] if "base" in h]
-        if base:
-            bar.set_postfix(base=f"{base[-1]:.4g}")
+        if not config.quiet and time.perf_counter() - shown > PROGRESS_SECONDS:
+            base = [h["base"] for h in run.flush_history()[-run.method.updates_per_iteration:] if "base" in h]
+            if base:
+                bar.set_postfix(base=f"{base[-1]:.4g}")
+            shown = time.perf_counter()
         done = run.done
         if validate is not None and config.select_every and (done % config.select_every == 0
                                                                or done == config.iterations):
@@ -291,6 +403,7 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
                                                                              or done == config.iterations):
             run.checkpoint(ckpt_path)
     bar.close()
+    run.flush_history()
     final = run.method.final_windows(run.ctx).detach()
     best = run.best
     chosen = best["windows"] if best["windows"] is not None else final

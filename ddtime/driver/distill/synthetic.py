@@ -114,6 +114,20 @@ class SyntheticSet:
         """``[S_w, N_w, pred_len]``"""
         return self.windows()[..., self.seq_len:]
 
+    def windows_vjp(self, grad: torch.Tensor) -> list[torch.Tensor]:
+        """The gradients of :meth:`parameters` from a gradient ``[S_w, N_w, L]`` of :meth:`windows`,
+        computed directly (the backward of the slicing / cutting, no autograd pass)."""
+        raw = grad
+        if self.soft_labels is not None:
+            raw = torch.cat([grad[..., : self.seq_len], torch.zeros_like(grad[..., self.seq_len:])], dim=-1)
+        if self.representation == "windows":
+            values = raw
+        else:
+            c = self.values.shape[0]
+            cut = raw.reshape(c, -1, raw.shape[-1]) if self.channel_independent else raw.transpose(0, 1)
+            values = torch.ops.aten.unfold_backward(cut, list(self.values.shape), 1, raw.shape[-1], self.stride)
+        return [values] + ([grad[..., self.seq_len:]] if self.soft_labels is not None else [])
+
     @property
     def num_windows(self) -> int:
         return self._raw_windows().shape[0]

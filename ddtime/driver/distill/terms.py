@@ -10,6 +10,12 @@
 
 ``loss_impl="fused"`` uses ddtime's fused operators, ``"reference"`` the plain-PyTorch twins
 in :mod:`ddtime.reference` (test oracle and benchmark baseline).
+
+:meth:`DDTimeTerms.losses` gives the terms as differentiable tensors (for a method that
+backpropagates them with its own loss); :meth:`DDTimeTerms.gradients` gives each term's value and
+its gradient with respect to the tensor it reads, without autograd for the fused operators (their
+backward kernels called directly) and with one small autograd pass for the reference: the
+distillation loop's per-update path.
 """
 from __future__ import annotations
 
@@ -20,10 +26,11 @@ import torch
 from ddtime.driver.distill.teacher import teacher_predict
 from ddtime.driver.models import functional_forward
 
-__all__ = ["DDTimeTerms", "STUDENT_SIDES", "LOSS_IMPLS"]
+__all__ = ["DDTimeTerms", "STUDENT_SIDES", "LOSS_IMPLS", "TERM_NAMES"]
 
 STUDENT_SIDES = ("labels", "student")
 LOSS_IMPLS = ("fused", "reference")
+TERM_NAMES = ("value", "isib")
 
 
 def _loss_functions(loss_impl: str):
@@ -60,6 +67,7 @@ class DDTimeTerms:
         if self.loss_impl not in LOSS_IMPLS:
             raise ValueError(f"loss_impl: expected one of {LOSS_IMPLS}, got {self.loss_impl!r}")
         self._value_loss, self._isib_loss = _loss_functions(self.loss_impl)
+        self._gradients = _fused_gradients if self.loss_impl == "fused" else _reference_gradients
 
     @property
     def weights(self) -> dict[str, float]:
@@ -91,3 +99,52 @@ class DDTimeTerms:
             student = functional_forward(model, student_params, inputs)
         return {"value": self._value_loss(student, teacher, alpha=self.alpha, dim=-1),
                 "isib": self._isib_loss(windows, tau=self.tau)}
+
+    def gradients(self, windows: torch.Tensor, *, seq_len: int, teacher: torch.Tensor | None = None,
+                  student: torch.Tensor | None = None, names=TERM_NAMES):
+        """The unweighted terms ``names`` and their gradients, for detached tensors.
+
+        windows: synthetic windows ``[S, N, L]``; teacher: the teacher's forecast ``[S, N, L - seq_len]``
+        (needed for ``"value"``); student: the value term's student side ``[S, N, L - seq_len]``, by
+        default the labels ``windows[..., seq_len:]``. Returns ``({name: loss (0-dim)}, {name: grad})``
+        with ``grad["value"]`` w.r.t. the student side and ``grad["isib"]`` w.r.t. ``windows``.
+        """
+        unknown = sorted(set(names) - set(TERM_NAMES))
+        if unknown:
+            raise ValueError(f"names: expected terms among {TERM_NAMES}, got {unknown}")
+        if "value" in names and teacher is None:
+            raise ValueError("teacher: the value term needs the teacher's forecast")
+        windows = windows.detach()
+        student = (windows[..., seq_len:] if student is None else student).detach()
+        return self._gradients(self, windows, student, teacher, names)
+
+
+def _fused_gradients(terms: DDTimeTerms, windows, student, teacher, names):
+    """Each term from its fused forward kernel (which also returns what its backward needs) and
+    its gradient from the backward kernel, as autograd would call them for ``mean`` reduction."""
+    ops = torch.ops.ddtime
+    losses, grads = {}, {}
+    if "value" in names:
+        rows, saved = ops.value_loss_fused(student, teacher, terms.alpha, student.dim() - 1, True)
+        losses["value"] = rows.mean().to(student.dtype)
+        grads["value"] = ops.value_loss_backward(rows.new_full(rows.shape, 1.0 / rows.numel()), saved,
+                                                 student.dim() - 1).to(student.dtype)
+    if "isib" in names:
+        loss, pairwise = ops.isib_loss(windows, terms.tau)
+        losses["isib"] = loss.to(windows.dtype)
+        grads["isib"] = ops.isib_loss_backward(torch.ones_like(loss), pairwise, windows, terms.tau)
+    return losses, grads
+
+
+def _reference_gradients(terms: DDTimeTerms, windows, student, teacher, names):
+    """Each term from its plain-PyTorch reference, both gradients from one autograd pass."""
+    leaves, losses = {}, {}
+    with torch.enable_grad():
+        if "value" in names:
+            leaves["value"] = student.clone().requires_grad_(True)
+            losses["value"] = terms._value_loss(leaves["value"], teacher, alpha=terms.alpha, dim=-1)
+        if "isib" in names:
+            leaves["isib"] = windows.clone().requires_grad_(True)
+            losses["isib"] = terms._isib_loss(leaves["isib"], tau=terms.tau)
+        found = torch.autograd.grad(list(losses.values()), list(leaves.values()))
+    return {k: v.detach() for k, v in losses.items()}, dict(zip(leaves, found))

@@ -27,7 +27,6 @@ import json
 import math
 import operator
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -38,7 +37,7 @@ from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.models import assign_flat_params, build_model, param_spec
 
 __all__ = ["ExpertStore", "ExpertWriter", "ExpertDirectoryBusy", "exclusive", "FORMAT_VERSION", "MANIFEST",
-           "EXPERT_OPTIMIZERS", "TASKS", "ENTRY_METADATA", "task_of", "expert_file", "expert_settings",
+           "EXPERT_OPTIMIZERS", "TASKS", "DEFAULT_MEMORY_LIMIT", "ENTRY_METADATA", "task_of", "expert_file", "expert_settings",
            "settings_hash", "data_fingerprint", "read_manifest", "write_manifest", "scan_experts"]
 
 FORMAT_VERSION = 1
@@ -53,6 +52,8 @@ ENTRY_METADATA = {
                     {"teacher_epoch": int, "teacher_test_mse": float}),
     "classification": ({"seed": int, "test_acc": float}, {}),
 }
+#: default bound of the trajectories an ExpertStore keeps in memory (bytes)
+DEFAULT_MEMORY_LIMIT = 2 * 2**30
 _MANIFEST_ENTRY_KEYS = {"forecasting": ("test_mse", "test_mae"), "classification": ("test_acc",)}
 
 
@@ -300,10 +301,15 @@ class ExpertStore:
 
     ``num_experts`` counts the stored (complete) experts; ``trajectory(i)`` with
     ``0 <= i < num_experts`` returns the i-th of them (``indices[i]`` is its expert index; the
-    two agree once a run is complete). Recently read trajectories are cached (``cache_size``).
+    two agree once a run is complete). The headers are checked once, here; the first trajectory
+    access reads every stored trajectory into one tensor ``[num_experts, expert_epochs + 1, P]``
+    that is kept (no file is opened again), provided it takes at most ``memory_limit`` bytes
+    (default :data:`DEFAULT_MEMORY_LIMIT`; past it a ``MemoryError`` names the bound).
     """
 
-    def __init__(self, out_dir, *, cache_size: int = 4):
+    def __init__(self, out_dir, *, memory_limit: int = DEFAULT_MEMORY_LIMIT):
+        if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit < 1:
+            raise ValueError(f"memory_limit: expected a positive number of bytes, got {memory_limit!r}")
         self.out_dir = Path(out_dir)
         self.manifest_path = self.out_dir / MANIFEST
         self.manifest = read_manifest(self.manifest_path)
@@ -314,8 +320,7 @@ class ExpertStore:
         self.indices = [e["index"] for e in self.entries]
         for entry in self.entries:
             _read_header(self.out_dir / entry["file"], self.settings, self._digest, entry["index"])
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._cache_size = cache_size
+        self.memory_limit = memory_limit
         self._stacked: torch.Tensor | None = None
 
     @property
@@ -328,38 +333,47 @@ class ExpertStore:
         return set(range(self.manifest["num_experts"])) <= set(self.indices)
 
     def trajectory(self, i: int) -> torch.Tensor:
-        """[expert_epochs + 1, P] float32 (CPU), row 0 = initial parameters."""
-        return self._load(i).clone()
-
-    def trajectories(self) -> torch.Tensor:
-        """[num_experts, expert_epochs + 1, P] float32: every stored trajectory, stacked on the first
-        call and kept (later calls return the same tensor: read it, do not modify it). For small
-        experts all drawn from at once, as classifier trajectories in TGDD."""
-        if self._stacked is None:
-            self._stacked = torch.stack([self._load(i) for i in range(self.num_experts)])
-        return self._stacked
-
-    def _load(self, i: int) -> torch.Tensor:
+        """[expert_epochs + 1, P] float32 (CPU), row 0 = initial parameters: a view of the kept
+        tensor (read it, do not modify it; ``.clone()`` for a copy of your own)."""
         try:
             i = operator.index(i)
         except TypeError:
             raise TypeError(f"i must be an int, got {type(i).__name__}") from None
         if not 0 <= i < self.num_experts:
             raise IndexError(f"i must be in [0, {self.num_experts}), got {i}")
-        if i not in self._cache:
-            entry = self.entries[i]
-            path = self.out_dir / entry["file"]
-            _read_header(path, self.settings, self._digest, entry["index"])
-            try:
-                with safe_open(str(path), framework="pt") as f:
-                    tensor = f.get_tensor("trajectory")
-            except Exception as exc:
-                raise ValueError(f"{path}: truncated or corrupt expert file ({exc})") from None
-            self._cache[i] = tensor
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(i)
-        return self._cache[i]
+        return self.trajectories()[i]
+
+    def teacher_row(self, i: int) -> torch.Tensor:
+        """[P]: the i-th stored expert's parameters at :meth:`teacher_epoch` (a view of the kept tensor)."""
+        return self.trajectory(i)[self.teacher_epoch(i)]
+
+    def trajectories(self) -> torch.Tensor:
+        """[num_experts, expert_epochs + 1, P] float32: every stored trajectory, read on the first
+        call and kept (later calls return the same tensor: read it, do not modify it)."""
+        if self._stacked is None:
+            rows, params = self.settings["expert_epochs"] + 1, self.settings["num_params"]
+            size = self.num_experts * rows * params * 4
+            if size > self.memory_limit:
+                raise MemoryError(
+                    f"{self.out_dir}: keeping the {self.num_experts} expert trajectories ({rows} x {params} float32 "
+                    f"each) in memory takes {size / 2**20:.1f} MiB, above memory_limit={self.memory_limit} bytes "
+                    f"({self.memory_limit / 2**20:.1f} MiB); open the store with ExpertStore(..., memory_limit=...) "
+                    "set higher, or use fewer experts")
+            self._stacked = torch.stack([self._read(entry) for entry in self.entries]) if self.entries else \
+                torch.empty(0, rows, params)
+        return self._stacked
+
+    def _read(self, entry: dict) -> torch.Tensor:
+        path = self.out_dir / entry["file"]
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                tensor = f.get_tensor("trajectory")
+        except Exception as exc:
+            raise ValueError(f"{path}: truncated or corrupt expert file ({exc})") from None
+        expected = (self.settings["expert_epochs"] + 1, self.settings["num_params"])
+        if tuple(tensor.shape) != expected:  # the file changed since the header check
+            raise ValueError(f"{path}: trajectory has shape {list(tensor.shape)}, expected {list(expected)}")
+        return tensor
 
     def teacher_epoch(self, i: int) -> int:
         """The teacher checkpoint of the i-th stored expert: its best epoch on validation (the last
