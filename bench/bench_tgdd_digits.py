@@ -41,9 +41,10 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from ddtime.driver.classification import distill, evaluate_synthetic, load_digits, train_trajectories  # noqa: E402
+from ddtime.driver.classification import (distill_classifier, evaluate_synthetic, load_digits,  # noqa: E402
+                                          train_trajectories)
 
-METHODS = {  # label -> distill() keyword arguments (None: no distillation)
+METHODS = {  # label -> distill_classifier() keyword arguments (None: no distillation)
     "random": None,
     "DM": {"method": "dm"},
     "TGDD": {"method": "tgdd"},
@@ -169,9 +170,9 @@ def run(args: argparse.Namespace, argv, experts_dir: Path) -> None:
                 x, y = data.random_subset(ipc, seed=args.data_seed)
             else:
                 common = dict(ipc=ipc, experts=store, seed=args.data_seed, quiet=True, **kwargs)
-                res = distill(data, iterations=args.iterations, **common)
+                res = distill_classifier(data, iterations=args.iterations, **common)
                 x, y = res.x, res.y
-                peak = profiled_peak_bytes(lambda: distill(data, iterations=args.profile_iterations, **common))
+                peak = profiled_peak_bytes(lambda: distill_classifier(data, iterations=args.profile_iterations, **common))
                 row.update(distill_seconds=res.seconds, peak_memory_mib=peak / 2 ** 20, settings=res.settings,
                            final_matching=res.matching[-1] if res.matching else None)
             ev = evaluate(x, y)

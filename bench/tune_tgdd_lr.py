@@ -8,7 +8,7 @@ scores on the other 288 (stratified). For each method and ``lr_per_sample``: one
 (``--iterations``, seed 0, initialised from the random subset), then ``--seeds`` fresh ConvNets
 trained on the set for ``--eval-epochs`` epochs (the evaluation recipe of
 :func:`ddtime.driver.classification.evaluate_synthetic`), validation accuracy mean +- std. The
-best rate per method is the default of :func:`ddtime.driver.classification.distill`.
+best rate per method is the default of :func:`ddtime.driver.classification.distill_classifier`.
 
 Writes bench/results/tgdd_lr_validation.json and .md (rewritten after every cell).
 """
@@ -28,7 +28,8 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from ddtime.driver.classification import distill, evaluate_synthetic, load_digits, train_trajectories  # noqa: E402
+from ddtime.driver.classification import (distill_classifier, evaluate_synthetic, load_digits,  # noqa: E402
+                                          train_trajectories)
 
 METHODS = ("dm", "tgdd")
 
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
                                    quiet=True, out_dir=Path(tmp))
         for method in METHODS:
             for lr in args.lrs:
-                res = distill(data, ipc=args.ipc, method=method, experts=store, iterations=args.iterations,
+                res = distill_classifier(data, ipc=args.ipc, method=method, experts=store, iterations=args.iterations,
                               lr_per_sample=lr, seed=0, quiet=True)
                 ev = evaluate_synthetic(res.x, res.y, data, seeds=seeds, epochs=args.eval_epochs)
                 record["results"][f"{method} {lr}"] = {"mean": ev["mean"], "std": ev["std"], "accs": ev["accs"]}

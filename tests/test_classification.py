@@ -9,10 +9,10 @@ from torch.nn import functional as F
 
 pytest.importorskip("sklearn")
 
-from ddtime.driver.classification import (ClassificationData, build_network, distill,  # noqa: E402
+from ddtime.driver.classification import (ClassificationData, build_network, distill_classifier,  # noqa: E402
                                           evaluate_synthetic, load_digits, matching_loss, train_trajectories)
 from ddtime.driver.classification import trajectories as trajectories_module  # noqa: E402
-from ddtime.driver.classification.matching import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
+from ddtime.driver.classification.classwise import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
                                                    tgdd_class_loss)
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance  # noqa: E402
 from ddtime.driver.experts import ExpertStore  # noqa: E402
@@ -208,7 +208,7 @@ def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
     """The first TGDD update of class 0 equals plain SGD on ||mu_real - mu_syn||^2 + alpha * F / 2048 * CE."""
     ipc, lr = 3, 0.1
     net = trajectories.network()
-    result = distill(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
+    result = distill_classifier(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
                      batch_real=10_000, quiet=True)
     # replay the run's random draws: trajectory, stage, expert stage
     g = torch.Generator().manual_seed(0)
@@ -228,7 +228,7 @@ def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
     torch.testing.assert_close(result.x[:ipc], expected, rtol=1e-4, atol=1e-5)
     assert result.settings["alpha"] == 2.5 and result.settings["constraint_weight"] == pytest.approx(weight)
     assert result.settings["lr_per_class"] == lr * ipc
-    unscaled = distill(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
+    unscaled = distill_classifier(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
                        alpha_reference_features=None, quiet=True)
     assert unscaled.settings["constraint_weight"] == 2.5 and not torch.equal(unscaled.x, result.x)
 
@@ -237,7 +237,7 @@ def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
 @pytest.mark.parametrize("method", ["dm", "tgdd"])
 def test_few_iterations_reduce_matching_loss(method, digits, trajectories):
     init_x, init_y = digits.random_subset(5, seed=0)
-    result = distill(digits, ipc=5, method=method, experts=trajectories, iterations=15, quiet=True)
+    result = distill_classifier(digits, ipc=5, method=method, experts=trajectories, iterations=15, quiet=True)
     assert result.x.shape == (50, 1, 8, 8) and torch.equal(result.y, init_y)
     assert len(result.matching) == 15 and all(math.isfinite(v) for v in result.matching)
     assert len(result.constraint) == (15 if method == "tgdd" else 0)
@@ -249,7 +249,7 @@ def test_few_iterations_reduce_matching_loss(method, digits, trajectories):
     before = sum(matching_loss(init_x, init_y, digits, net, e) for e in encoders)
     after = sum(matching_loss(result.x, result.y, digits, net, e) for e in encoders)
     assert after < 0.7 * before, (before, after)
-    again = distill(digits, ipc=5, method=method, experts=trajectories, iterations=15, quiet=True)
+    again = distill_classifier(digits, ipc=5, method=method, experts=trajectories, iterations=15, quiet=True)
     assert torch.equal(again.x, result.x)                        # seeded
 
 
@@ -257,22 +257,22 @@ def test_distill_on_vectors_with_mlp(tmp_path):
     data = load_digits(seed=0, flatten=True)
     traj = train_trajectories(data, num_trajectories=1, epochs=2, quiet=True, out_dir=tmp_path)
     assert traj.settings["arch"] == "mlp" and traj.trajectory(0).shape == (3, traj.settings["num_params"])
-    result = distill(data, ipc=2, method="tgdd", experts=traj, iterations=3, quiet=True)
+    result = distill_classifier(data, ipc=2, method="tgdd", experts=traj, iterations=3, quiet=True)
     assert result.x.shape == (20, 64) and all(math.isfinite(v) for v in result.matching)
 
 
 def test_distill_argument_errors(digits, trajectories, experts):
     with pytest.raises(ValueError, match="experts"):
-        distill(digits, ipc=1, method="tgdd", iterations=1, quiet=True)
+        distill_classifier(digits, ipc=1, method="tgdd", iterations=1, quiet=True)
     with pytest.raises(ValueError, match="method"):
-        distill(digits, ipc=1, method="mtt", iterations=1, quiet=True)
+        distill_classifier(digits, ipc=1, method="mtt", iterations=1, quiet=True)
     with pytest.raises(ValueError, match="ipc"):
-        distill(digits, ipc=0, method="dm", iterations=1, quiet=True)
+        distill_classifier(digits, ipc=0, method="dm", iterations=1, quiet=True)
     flat_data = load_digits(flatten=True)
     with pytest.raises(ValueError, match="experts: trained on samples"):
-        distill(flat_data, ipc=1, method="tgdd", experts=trajectories, iterations=1, quiet=True)
+        distill_classifier(flat_data, ipc=1, method="tgdd", experts=trajectories, iterations=1, quiet=True)
     with pytest.raises(ValueError, match="holds forecasting experts"):    # the forecasting DLinear experts
-        distill(digits, ipc=1, method="tgdd", experts=experts, iterations=1, quiet=True)
+        distill_classifier(digits, ipc=1, method="tgdd", experts=experts, iterations=1, quiet=True)
 
 
 def test_evaluate_synthetic(digits):
@@ -295,5 +295,5 @@ def test_default_learning_rate_is_the_one_chosen_on_validation(digits, trajector
     assert record["settings"]["n_val"] + record["settings"]["n_train"] == digits.train_x.shape[0]
     for method in ("dm", "tgdd"):
         scores = {lr: record["results"][f"{method} {lr}"]["mean"] for lr in record["settings"]["lrs"]}
-        result = distill(digits, ipc=1, method=method, experts=trajectories, iterations=1, quiet=True)
+        result = distill_classifier(digits, ipc=1, method=method, experts=trajectories, iterations=1, quiet=True)
         assert result.settings["lr_per_sample"] == max(scores, key=scores.get) == record["best"][method]

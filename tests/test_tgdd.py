@@ -109,7 +109,7 @@ def test_tgdd_beats_random_subset_on_digits(tmp_path):
     import statistics
 
     pytest.importorskip("sklearn")
-    from ddtime.driver.classification import distill as cdistill
+    from ddtime.driver.classification import distill_classifier as cdistill
     from ddtime.driver.classification import evaluate_synthetic, load_digits, train_trajectories
 
     digits = load_digits(seed=0)

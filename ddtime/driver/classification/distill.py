@@ -43,20 +43,20 @@ from tqdm.auto import tqdm
 
 from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.classification.data import ClassificationData
-from ddtime.driver.classification.matching import constraint_cross_entropy
+from ddtime.driver.classification.classwise import constraint_cross_entropy
 from ddtime.driver.classification.networks import build_network
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance
 from ddtime.driver.experts.store import ExpertStore
 from ddtime.driver.models.params import flat_params, functional_forward
 
-__all__ = ["DistillResult", "distill", "matching_loss", "DEFAULT_LR_PER_SAMPLE"]
+__all__ = ["ClassifierDistillResult", "distill_classifier", "matching_loss", "DEFAULT_LR_PER_SAMPLE"]
 
 #: chosen on a validation split carved from digits' training split (bench/results/tgdd_lr_validation.md)
 DEFAULT_LR_PER_SAMPLE = 1.0
 
 
 @dataclass
-class DistillResult:
+class ClassifierDistillResult:
     """Output of :func:`distill`.
 
     Attributes:
@@ -85,11 +85,11 @@ def _real_batch(x: torch.Tensor, idx: torch.Tensor, batch: int, g: torch.Generat
     return x[idx[torch.randperm(idx.numel(), generator=g)[:batch]]]
 
 
-def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
+def distill_classifier(data: ClassificationData, *, ipc: int, method: str = "tgdd",
             experts: ExpertStore | None = None, iterations: int = 1000, lr_per_sample: float | None = None,
             momentum: float = 0.5, batch_real: int = 256, alpha: float | None = None,
             alpha_reference_features: int | None = 2048, region: int = 6,
-            arch: str = "auto", net_kwargs: dict | None = None, seed: int = 0, quiet: bool = False) -> DistillResult:
+            arch: str = "auto", net_kwargs: dict | None = None, seed: int = 0, quiet: bool = False) -> ClassifierDistillResult:
     """Distil ``data``'s training split into ``ipc`` samples per class with ``method`` ("dm" or "tgdd").
 
     Args:
@@ -107,7 +107,7 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
             (F: the encoder's embedding width); None uses ``alpha`` unscaled.
         region: the expert region is ``j .. j + region`` (clipped to the trajectory).
         seed: seeds the initial subset and every random draw of the loop.
-    Returns a :class:`DistillResult` (``x [K * ipc, ...]`` class-major).
+    Returns a :class:`ClassifierDistillResult` (``x [K * ipc, ...]`` class-major).
     """
     check_choice("method", method, ("dm", "tgdd"))
     check_int("ipc", ipc)
@@ -146,7 +146,7 @@ def distill(data: ClassificationData, *, ipc: int, method: str = "tgdd",
     init_x, _ = data.random_subset(ipc, seed=seed)
     syn = [init_x[c * ipc:(c + 1) * ipc].clone().requires_grad_(True) for c in range(data.num_classes)]
     opts = [torch.optim.SGD([s], lr=lr_per_sample * s.shape[0], momentum=momentum) for s in syn]
-    result = DistillResult(init_x, torch.arange(data.num_classes).repeat_interleave(ipc))
+    result = ClassifierDistillResult(init_x, torch.arange(data.num_classes).repeat_interleave(ipc))
     for _ in tqdm(range(iterations), desc=f"distill {method}", disable=quiet):
         if method == "tgdd":
             i = int(torch.randint(num_experts, (1,), generator=g))
