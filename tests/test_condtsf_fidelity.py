@@ -157,6 +157,30 @@ def test_initial_windows_are_the_starting_stretch(condtsf_data, condtsf_experts)
     assert not torch.equal(result.final_windows, result.initial_windows)
 
 
+# 7. the unrolled student draws syn_batch time windows, each with all its channels -------------
+def test_unrolled_student_batches_whole_time_windows(condtsf_data, condtsf_experts):
+    n = len(condtsf_data.channels)
+    syn = SyntheticSet.from_data(condtsf_data, samples=10 * n, representation="series",
+                                 generator=torch.Generator().manual_seed(0))
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=1)
+    method = build_method("mtt", syn_steps=4, syn_batch=3)
+    ctx = _ctx(condtsf_data, syn, condtsf_experts, model)
+    method.prepare(ctx)
+    seen = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    trajectory = condtsf_experts.trajectory(0)
+    windows = syn.windows()
+    method.unroll(ctx, trajectory[1], windows, trajectory[3])
+    x = windows[..., :SEQ].detach()  # rows c * W + w
+    per_channel = x.shape[0] // n
+    assert per_channel == 10 and len(seen) == 1 + 4  # the target's forecast of every row, then 4 steps
+    for batch in seen[1:]:
+        assert batch.shape[0] == 3 * n  # 3 time windows x n channels (not 3 rows)
+        rows = [next(i for i in range(x.shape[0]) if torch.equal(row, x[i])) for row in batch]
+        drawn = {i % per_channel for i in rows}
+        assert len(drawn) == 3 and sorted(rows) == sorted(c * per_channel + w for w in drawn for c in range(n))
+
+
 # the preset ----------------------------------------------------------------------------------
 def test_condensing_rates_give_condtsf_synthetic_lengths():
     from ddtime.driver.presets import series_windows_per_channel
