@@ -21,7 +21,7 @@ from ddtime.driver.distill.plots import plot_run
 from ddtime.driver.evaluation import evaluate_synthetic, make_validator, student_recipe
 from ddtime.driver.experts import ExpertStore, ensure_experts
 
-__all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "run_distillation"]
+__all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "teacher_experts_for", "run_distillation"]
 
 
 @dataclass(frozen=True)
@@ -66,16 +66,30 @@ def experts_for(data, config: DistillConfig, method: DistillMethod, settings: Ex
                           device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
 
 
+def teacher_experts_for(data, config: DistillConfig, method: DistillMethod, settings: ExpertSettings, *,
+                        quiet: bool = False) -> ExpertStore | None:
+    """The ExpertStore CondTSF's update draws its teachers from when it is not the method's own
+    (``CondTSFUpdate.teacher_optimizer`` names another expert optimiser, e.g. CondTSF's FTD: SGD
+    teachers beside GSAM experts), trained where missing; None when the run's experts serve."""
+    wanted = config.condtsf.teacher_optimizer if config.condtsf is not None else None
+    if wanted is None or (wanted == method.expert_optimizer and method.requires_experts):
+        return None
+    return ensure_experts(data, directory=settings.directory, model=config.model, num_experts=settings.num_experts,
+                          expert_epochs=settings.epochs, optimizer=wanted, seed=settings.seed,
+                          device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
+
+
 def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None, out_dir,
                      evaluation: EvaluationConfig = EvaluationConfig(), resume: bool = False,
                      reference_cache: dict | None = None, data_arg: str = "", plots: bool = True,
-                     expert_seconds: float = 0.0) -> dict[str, Any]:
+                     expert_seconds: float = 0.0, teacher_experts: ExpertStore | None = None) -> dict[str, Any]:
     """Distil, evaluate and write ``out_dir``'s files for one :class:`~ddtime.driver.distill.DistillConfig`.
 
     ``reference_cache`` (a dict kept by the caller) shares the full-data / random-subset
     references between runs on the same data. ``seconds`` in the results counts distillation,
     evaluation and plots; ``total_seconds`` adds ``expert_seconds`` (expert training time spent
-    by the caller). Returns the ``results.json`` content.
+    by the caller). ``teacher_experts``: the store of CondTSF's teachers when not ``experts``
+    (:func:`teacher_experts_for`). Returns the ``results.json`` content.
     """
     t0 = time.perf_counter()
     out_dir = pathlib.Path(out_dir)
@@ -83,7 +97,8 @@ def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None
     recipe = student_recipe(data.protocol) if evaluation.recipe is None else evaluation.recipe
     validate = make_validator(data, model=config.model, recipe=recipe, seed=config.seed, device=config.device,
                               model_kwargs=config.model_kwargs)
-    result = distill(data, config, experts=experts, out_dir=out_dir, resume=resume, validate=validate)
+    result = distill(data, config, experts=experts, out_dir=out_dir, resume=resume, validate=validate,
+                     teacher_experts=teacher_experts)
     windows = result.windows
     save_synthetic(out_dir / "synthetic.safetensors", windows, {
         "data": data_arg, "dataset": data.name, "protocol": data.protocol, "seq_len": data.seq_len,
@@ -113,7 +128,8 @@ def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None
         "random_subset_test_mse": main["random_subset"]["test_mse"],
         "random_subset_test_mse_std": main["random_subset"]["test_mse_std"],
         "random_subset_test_mae": main["random_subset"]["test_mae"],
-        "teacher_test_mse": experts.teacher_test_mse() if experts is not None and config.needs_teacher else None,
+        "teacher_test_mse": (teacher_experts or experts).teacher_test_mse()
+        if experts is not None and config.needs_teacher else None,
         "best_iteration": result.best_iteration, "best_val_mse": result.best_val_mse,
         "val_history": [list(v) for v in result.val_history], "distill_seconds": result.seconds,
         "select_seconds": result.select_seconds, "evaluate_seconds": evaluate_seconds,

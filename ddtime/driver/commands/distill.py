@@ -9,7 +9,7 @@ import time
 from ddtime.driver.commands.options import (add_common_options, distill_config, evaluation_config, expert_settings,
                                             load_data, resolve)
 from ddtime.driver.distill import METHODS
-from ddtime.driver.pipeline import experts_for, run_distillation
+from ddtime.driver.pipeline import experts_for, run_distillation, teacher_experts_for
 
 __all__ = ["configure_parser", "run"]
 
@@ -37,10 +37,13 @@ def run(args: argparse.Namespace) -> int:
     config = distill_config(args, method=args.method, condtsf=args.condtsf, ddtime=args.ddtime)
     out = pathlib.Path(args.out)
     t_experts = time.perf_counter()
-    experts = experts_for(data, config, config.build_method(), expert_settings(args), quiet=args.quiet)
+    method, settings = config.build_method(), expert_settings(args)
+    experts = experts_for(data, config, method, settings, quiet=args.quiet)
+    teachers = teacher_experts_for(data, config, method, settings, quiet=args.quiet)
     results = run_distillation(data, config, experts=experts, out_dir=out,
                                evaluation=evaluation_config(args, data.protocol), resume=args.resume,
-                               data_arg=args.data or "", expert_seconds=time.perf_counter() - t_experts)
+                               data_arg=args.data or "", expert_seconds=time.perf_counter() - t_experts,
+                               teacher_experts=teachers)
     print(f"{data.name} {data.protocol} {data.seq_len}->{data.pred_len} {args.method}"
           f"{' +CondTSF' if args.condtsf else ''}{' +DDTime' if args.ddtime else ''}: "
           f"test MSE {results['test_mse']:.4f} +/- {results['test_mse_std']:.4f}, MAE {results['test_mae']:.4f} | "

@@ -15,7 +15,7 @@ from ddtime.driver.experts import EXPERT_OPTIMIZERS, dist_rank_world, train_expe
 from ddtime.driver.models import MODELS
 from ddtime.driver.commands.options import FULL_DEFAULTS, fill_defaults
 from ddtime.driver.presets import PRESETS, preset_defaults
-from ddtime.driver.training import DEFAULT_LR
+from ddtime.driver.training import DEFAULT_GSAM_ALPHA, DEFAULT_LR, DEFAULT_RHO
 
 __all__ = ["configure_parser", "run"]
 
@@ -39,10 +39,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--model", default="dlinear", choices=sorted(MODELS), type=str.lower)
     parser.add_argument("--num-experts", type=positive_int, default=None, help="default 40")
     parser.add_argument("--expert-epochs", type=positive_int, default=None, help="default 80")
-    parser.add_argument("--optimizer", choices=EXPERT_OPTIMIZERS, default="sgd", help="sam for FTD")
+    parser.add_argument("--optimizer", choices=EXPERT_OPTIMIZERS, default="sgd",
+                        help="sam for ddtime's FTD, gsam for CondTSF's FTD (buffer.py --FTD 1)")
     parser.add_argument("--lr", type=positive_float, default=None, help=f"default {DEFAULT_LR['sgd']}")
     parser.add_argument("--momentum", type=fraction, default=0.9)
-    parser.add_argument("--rho", type=positive_float, default=0.05, help="SAM radius (--optimizer sam)")
+    parser.add_argument("--rho", type=positive_float, default=None,
+                        help=f"SAM / GSAM radius (default {DEFAULT_RHO['sam']} sam, {DEFAULT_RHO['gsam']} gsam)")
+    parser.add_argument("--gsam-alpha", type=fraction, default=DEFAULT_GSAM_ALPHA,
+                        help="GSAM's weight of the orthogonal gradient component (--optimizer gsam)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--out", required=True, help="output directory (manifest.json + expert_NNN.safetensors)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                                             stride=stride)
         store = train_experts(data, model=args.model, num_experts=args.num_experts,
                               expert_epochs=args.expert_epochs, optimizer=args.optimizer, lr=args.lr,
-                              momentum=args.momentum, batch_size=args.batch_size, rho=args.rho, out_dir=args.out,
+                              momentum=args.momentum, batch_size=args.batch_size, rho=args.rho,
+                              gsam_alpha=args.gsam_alpha, out_dir=args.out,
                               device=device, seed=args.seed, quiet=args.quiet)
         if dist_rank_world()[0] == 0:
             summary = {}

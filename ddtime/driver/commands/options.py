@@ -22,6 +22,7 @@ from ddtime.driver.commands.types import (fraction, method_option, model_list, n
 from ddtime.driver.data import PROTOCOLS, load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
 from ddtime.driver.distill import TERM_BALANCES, CondTSFUpdate, DDTimeTerms, DistillConfig
+from ddtime.driver.distill.condtsf import TEACHER_OPTIMIZERS
 from ddtime.driver.distill.synthetic import REPRESENTATIONS
 from ddtime.driver.distill.terms import LOSS_IMPLS, STUDENT_SIDES
 from ddtime.driver.evaluation import student_recipe
@@ -37,7 +38,9 @@ __all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_option
 FULL_DEFAULTS = {"samples": DistillConfig.samples, "iterations": DistillConfig.iterations,
                  "num_experts": ExpertSettings.num_experts, "expert_epochs": ExpertSettings.epochs,
                  "students": EvaluationConfig.students, "select_every": DistillConfig.select_every,
-                 "checkpoint_every": DistillConfig.checkpoint_every, "eval_epochs": None, "threads": None}
+                 "checkpoint_every": DistillConfig.checkpoint_every, "eval_epochs": None, "test_stride": None,
+                 "condtsf_teacher_every": CondTSFUpdate.teacher_every,
+                 "condtsf_teacher_optimizer": CondTSFUpdate.teacher_optimizer or "method", "threads": None}
 # Without --data: CondTSF's preset (its students are the short SGD runs trajectory matching imitates) at
 # small sizes, on the built-in generated dataset.
 QUICK_PRESET = "condtsf"
@@ -85,6 +88,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="how L_base and DDTime's terms combine: each term's gradient scaled to unit norm before "
                              "the lambdas (grad-norm, default) or SPEC's plain sum (none)")
     parser.add_argument("--condtsf-beta", type=fraction, default=CondTSFUpdate.beta, help="CondTSF value-update step")
+    parser.add_argument("--condtsf-teacher-every", type=positive_int, default=None,
+                        help="CondTSF's teachers are experts 0, k, 2k, ... (default 1: every expert; preset condtsf: "
+                             "5, its 8 buffer files' first experts)")
+    parser.add_argument("--condtsf-teacher-optimizer", choices=("method", *TEACHER_OPTIMIZERS), default=None,
+                        help="expert store of CondTSF's teachers: the method's own (default) or the experts of this "
+                             "optimiser (preset condtsf: sgd, also for FTD)")
     parser.add_argument("--samples", type=positive_int, default=None, help="synthetic windows S (default 10)")
     parser.add_argument("--representation", choices=REPRESENTATIONS, default=None, help="default windows")
     parser.add_argument("--stride", type=positive_int, default=None,
@@ -101,6 +110,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="extra comma-separated student architectures")
     parser.add_argument("--eval-epochs", type=positive_int, default=None, help="student epochs (default: recipe)")
     parser.add_argument("--eval-lr", type=positive_float, default=None, help="student lr (default: recipe)")
+    parser.add_argument("--test-stride", type=positive_int, default=None,
+                        help="score every k-th test window (default 1; preset condtsf: 12, as CondTSF's distill.py)")
     parser.add_argument("--full-epochs", type=positive_int, default=None, help="full-data reference epochs (10)")
     parser.add_argument("--select-every", type=non_negative_int, default=None,
                         help="validation selection every N iterations (0 = keep the final set)")
@@ -167,7 +178,9 @@ def load_data(args: argparse.Namespace):
 
 def condtsf_update(args: argparse.Namespace) -> CondTSFUpdate:
     """CondTSF's update as the command line sets it (used by the runs that switch it on)."""
-    return CondTSFUpdate(beta=args.condtsf_beta)
+    teacher_optimizer = None if args.condtsf_teacher_optimizer == "method" else args.condtsf_teacher_optimizer
+    return CondTSFUpdate(beta=args.condtsf_beta, teacher_every=args.condtsf_teacher_every,
+                         teacher_optimizer=teacher_optimizer)
 
 
 def ddtime_terms(args: argparse.Namespace) -> DDTimeTerms:
@@ -208,5 +221,6 @@ def expert_settings(args: argparse.Namespace) -> ExpertSettings:
 def evaluation_config(args: argparse.Namespace, protocol: str) -> EvaluationConfig:
     """The evaluation of a resolved command line under ``protocol`` (the data's)."""
     return EvaluationConfig(students=args.students, models=args.eval_models,
-                            recipe=student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr),
+                            recipe=student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr,
+                                                  test_stride=args.test_stride),
                             full_epochs=args.full_epochs)

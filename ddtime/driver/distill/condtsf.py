@@ -4,7 +4,11 @@ On every ``gap``-th iteration (``(iteration + 1) % gap == 0``, as in CondTSF's c
 skips the base update and moves the synthetic labels toward a teacher's forecast of the
 synthetic inputs: ``y <- (1 - beta) * y + beta * f_teacher(x)``, beta 0.01, gap 3, once per
 update slot of the iteration (CondTSF's ``multistep``: twice), each with a freshly drawn teacher.
-The teacher is a random expert at its teacher epoch, in eval mode (:mod:`ddtime.driver.distill.teacher`).
+The teacher is a random expert at its teacher epoch, in eval mode (:mod:`ddtime.driver.distill.teacher`),
+of the run's experts or of those ``teacher_optimizer`` names, drawn from every ``teacher_every``-th
+expert. CondTSF's ``distill.py`` draws it from ``replay_buffer_{0..7}.pt``'s first expert of the SGD
+experts (files of 5: experts 0, 5, ..., 35) at its final epoch, also for FTD: the ``condtsf``
+preset sets ``teacher_every=5``, ``teacher_optimizer="sgd"``.
 """
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ from dataclasses import dataclass
 import torch
 
 from ddtime.driver.distill.synthetic import SERIES_WRITES
+
+#: expert optimisers a teacher store can be named by (``ddtime.driver.experts.EXPERT_OPTIMIZERS``)
+TEACHER_OPTIMIZERS = ("sgd", "sam", "gsam")
 from ddtime.driver.distill.teacher import teacher_predict
 
-__all__ = ["CondTSFUpdate"]
+__all__ = ["CondTSFUpdate", "TEACHER_OPTIMIZERS"]
 
 
 @dataclass(frozen=True)
@@ -25,12 +32,16 @@ class CondTSFUpdate:
     beta: step toward the teacher's forecast; gap: every ``gap``-th iteration is an update
     iteration; series_write: how a ``series`` set writes overlapping windows
     (``"sequential"``, CondTSF's code; ``"average"`` is a named departure, see
-    ``SyntheticSet.blend_labels``).
+    ``SyntheticSet.blend_labels``); teacher_every: teachers come from experts 0, k, 2k, ...
+    (1: every expert); teacher_optimizer: the expert optimiser of the store teachers come from
+    (None: the run's experts, those of its method).
     """
 
     beta: float = 0.01
     gap: int = 3
     series_write: str = "sequential"
+    teacher_every: int = 1
+    teacher_optimizer: str | None = None
 
     def __post_init__(self):
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0.0 <= self.beta <= 1.0:
@@ -39,6 +50,15 @@ class CondTSFUpdate:
             raise ValueError(f"gap: expected a positive int, got {self.gap!r}")
         if self.series_write not in SERIES_WRITES:
             raise ValueError(f"series_write: expected one of {SERIES_WRITES}, got {self.series_write!r}")
+        if isinstance(self.teacher_every, bool) or not isinstance(self.teacher_every, int) or self.teacher_every < 1:
+            raise ValueError(f"teacher_every: expected a positive int, got {self.teacher_every!r}")
+        if self.teacher_optimizer is not None and self.teacher_optimizer not in TEACHER_OPTIMIZERS:
+            raise ValueError(f"teacher_optimizer: expected None or one of {TEACHER_OPTIMIZERS}, "
+                             f"got {self.teacher_optimizer!r}")
+
+    def teacher_pool(self, num_experts: int) -> list[int] | None:
+        """Expert indices teachers are drawn from (None: all ``num_experts``)."""
+        return None if self.teacher_every == 1 else list(range(0, num_experts, self.teacher_every))
 
     def is_due(self, iteration: int) -> bool:
         """Whether ``iteration`` (0-based) is a value-update iteration."""
