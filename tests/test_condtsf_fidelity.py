@@ -263,7 +263,8 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
     assert (recipe["epochs"], recipe["test_stride"]) == (251, 12)
     own = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--method-option", "ema_decay=0.99",
                   "--method-option", "expert_optimizer=sam", "--condtsf-teacher-every", "1",
-                  "--condtsf-teacher-optimizer", "method", "--eval-epochs", "250", "--test-stride", "1", "--samples", "6"])
+                  "--condtsf-teacher-optimizer", "method", "--eval-epochs", "250", "--test-stride", "1",
+                  "--samples", "6"])
     resolve(own)
     own_config = distill_config(own, method="ftd", condtsf=True, ddtime=False)
     ddtime_ftd = own_config.build_method()  # ddtime's FTD, the named variant

@@ -5,8 +5,8 @@ less than the Python and dispatch overhead around it. :func:`train_stacked` stac
 parameters and takes every model's step in one vmapped call: model g sees exactly the batches
 ``train_model(..., seed=seeds[g])`` would give it (same shuffling generator, same grouping of
 channel-independent rows), with SGD + momentum (PyTorch's semantics, no dampening), or SAM or
-adaptive GSAM (:mod:`ddtime.driver.training.sam`) around it, at a constant rate and with no early stopping. Results equal G separate ``train_model`` runs
-up to float rounding.
+adaptive GSAM (:mod:`ddtime.driver.training.sam`) around it, at a constant rate and with no
+early stopping. Results equal G separate ``train_model`` runs up to float rounding.
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 MTT matched against experts trained with sharpness-aware minimisation (``expert_optimizer``:
 ``"sam"``, ddtime's FTD, SAM with rho 0.05; ``"gsam"``, CondTSF's FTD, adaptive GSAM with rho 2.0
 and alpha 0.4, RafaDD/CondTSF ``buffer.py``), plus an exponential moving average of the
-synthetic windows that is what evaluation receives: ``ema <- decay * ema + (1 - decay) * windows`` after every update, from zero and
-bias-corrected (``ema / (1 - decay^t)`` after t updates, as Adam's moments), so the random
-initial set carries no weight of its own. FTD uses a decay near 0.999 over thousands of image
+synthetic windows that is what evaluation receives: ``ema <- decay * ema + (1 - decay) * windows``
+after every update, from zero and bias-corrected (``ema / (1 - decay^t)`` after t updates, as
+Adam's moments), so the random initial set carries no weight of its own. FTD uses a decay near 0.999 over thousands of image
 iterations; the default here, 0.99, suits the few hundred iterations of forecasting distillation
 (switchable with ``ema_decay``; 0 hands over the current set, as CondTSF's FTD code, which
 has no moving average). ddtime's FTD is the default (EMA 0.99, SAM); the ``condtsf`` preset sets
