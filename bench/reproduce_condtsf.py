@@ -152,8 +152,9 @@ def write_table(path: pathlib.Path, results: dict, expert_seconds: dict, argv: l
              "seeds (each seed's value is the mean over its 5 students).", "",
              "Differences from CondTSF's code that remain: ddtime reports the set selected on held-back training "
              "windows, CondTSF's code its final set (it selects on test); the full-data row is the 40 SGD experts' "
-             "final models scored on every test window (stride 1; CondTSF's `buffer.py` logs its experts' test "
-             "MSE at stride 4); the runs are seeded (CondTSF's code sets no seed).", ""]
+             "final models scored on the students' test windows (stride 12; CondTSF's 0.378 is its `buffer.py` "
+             "log of its experts' test MSE at stride 4, where ddtime's experts give 0.379); the runs are seeded "
+             "(CondTSF's code sets no seed).", ""]
     for dataset, cells in results.items():
         seeds = sorted({s for runs in cells.values() for s in runs})
         lines += [f"## {dataset} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", "",
