@@ -189,6 +189,71 @@ def test_random_subset_reference_is_the_starting_stretch(condtsf_data, condtsf_e
     assert results["random_subset_test_mse"] == on_start
 
 
+# 7. the unrolled student draws syn_batch time windows, each with all its channels -------------
+def test_unrolled_student_batches_whole_time_windows(condtsf_data, condtsf_experts):
+    n = len(condtsf_data.channels)
+    syn = SyntheticSet.from_data(condtsf_data, samples=10 * n, representation="series",
+                                 generator=torch.Generator().manual_seed(0))
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=1)
+    method = build_method("mtt", syn_steps=4, syn_batch=3)
+    ctx = _ctx(condtsf_data, syn, condtsf_experts, model)
+    method.prepare(ctx)
+    seen = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    trajectory = condtsf_experts.trajectory(0)
+    windows = syn.windows()
+    method.unroll(ctx, trajectory[1], windows, trajectory[3])
+    x = windows[..., :SEQ].detach()  # rows c * W + w
+    per_channel = x.shape[0] // n
+    assert per_channel == 10 and len(seen) == 1 + 4  # the target's forecast of every row, then 4 steps
+    for batch in seen[1:]:
+        assert batch.shape[0] == 3 * n  # 3 time windows x n channels (not 3 rows)
+        rows = [next(i for i in range(x.shape[0]) if torch.equal(row, x[i])) for row in batch]
+        drawn = {i % per_channel for i in rows}
+        assert len(drawn) == 3 and sorted(rows) == sorted(c * per_channel + w for w in drawn for c in range(n))
+
+
+# 8. CondTSF's teacher: a fixed pool of experts of the SGD store, also beside FTD's GSAM experts --
+def test_condtsf_teachers_come_from_the_pool_of_the_teacher_store(condtsf_data, condtsf_experts, tmp_path):
+    from ddtime.driver.distill.loop import DistillRun
+    from ddtime.driver.distill.teacher import sample_teacher
+
+    teachers = train_experts(condtsf_data, num_experts=3, expert_epochs=2, seed=7, out_dir=tmp_path, quiet=True)
+    gen = torch.Generator().manual_seed(0)
+    drawn = {int(torch.argmax(torch.stack([teachers.trajectory(i)[-1] for i in range(3)])
+                              .eq(sample_teacher(teachers, gen, pool=[0, 2])).all(1).int())) for _ in range(30)}
+    assert drawn == {0, 2}
+    with pytest.raises(ValueError, match="pool"):
+        sample_teacher(teachers, gen, pool=[3])
+    update = CondTSFUpdate(beta=0.5, teacher_every=3)  # pool [0] of 3 experts
+    config = DistillConfig(method="mtt", method_options={"syn_steps": 2}, samples=14, representation="series",
+                           iterations=3, condtsf=update, quiet=True, checkpoint_every=0, select_every=0)
+    run = DistillRun(condtsf_data, config, experts=condtsf_experts, teacher_experts=teachers)
+    run.iteration(0)
+    run.iteration(1)
+    manual = SyntheticSet(run.synthetic.values.detach(), representation="series", seq_len=SEQ, pred_len=PRED,
+                          stride=4, channel_independent=True)
+    run.iteration(2)  # a CondTSF iteration: two updates, each with a teacher from the pool
+    for _ in range(2):
+        CondTSFUpdate(beta=0.5).apply(manual, run.model, teachers.trajectory(0)[-1])
+    torch.testing.assert_close(run.synthetic.values.detach(), manual.values.detach())
+
+
+def test_ftd_under_the_preset_matches_gsam_experts_and_takes_sgd_teachers(condtsf_data, tmp_path):
+    from ddtime.driver.pipeline import ExpertSettings, experts_for, teacher_experts_for
+
+    config = DistillConfig(method="ftd", method_options={"ema_decay": 0.0, "expert_optimizer": "gsam"},
+                           condtsf=CondTSFUpdate(teacher_every=5, teacher_optimizer="sgd"))
+    method, settings = config.build_method(), ExpertSettings(directory=tmp_path, num_experts=1, epochs=1)
+    experts = experts_for(condtsf_data, config, method, settings, quiet=True)
+    assert (experts.settings["optimizer"], experts.settings["rho"], experts.settings["gsam_alpha"]) == \
+        ("gsam", 2.0, 0.4)
+    teachers = teacher_experts_for(condtsf_data, config, method, settings, quiet=True)
+    assert teachers.settings["optimizer"] == "sgd" and teachers.out_dir != experts.out_dir
+    mtt = DistillConfig(method="mtt", condtsf=config.condtsf)
+    assert teacher_experts_for(condtsf_data, mtt, mtt.build_method(), settings) is None  # its own SGD experts
+
+
 # the preset ----------------------------------------------------------------------------------
 def test_condensing_rates_give_condtsf_synthetic_lengths():
     from ddtime.driver.presets import series_windows_per_channel
@@ -209,18 +274,38 @@ def _parse(argv):
 
 
 def test_preset_sets_condtsf_defaults_and_explicit_options_win():
-    from ddtime.driver.commands.options import distill_config, load_data, resolve
+    from ddtime.driver.commands.options import distill_config, evaluation_config, load_data, resolve
 
     args = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--iterations", "7", "--quiet"])
     resolve(args)
     assert (args.protocol, args.seq_len, args.pred_len, args.representation, args.series_stride) == \
         ("condtsf", 24, 24, "series", 4)
-    assert (args.iterations, args.num_experts, args.expert_epochs, args.students, args.eval_epochs) == (7, 40, 80, 5, 250)
+    assert (args.iterations, args.num_experts, args.expert_epochs, args.students) == (7, 40, 80, 5)
     data = load_data(args)
     assert data.stride == 4 and args.samples == 6 * len(data.channels)  # built-in data: 6 windows per channel
     config = distill_config(args, method="datm", condtsf=True, ddtime=False)
     assert config.method_options == {"soft_labels": False}  # CondTSF's DATM has no soft labels
     assert config.condtsf.beta == 0.01 and config.ddtime is None
+    # CondTSF's teacher: every 5th SGD expert (8 of 40), also for FTD, whose own experts are GSAM, without EMA
+    assert (config.condtsf.teacher_every, config.condtsf.teacher_optimizer) == (5, "sgd")
+    assert config.condtsf.teacher_pool(40) == [0, 5, 10, 15, 20, 25, 30, 35]
+    ftd = distill_config(args, method="ftd", condtsf=True, ddtime=False).build_method()
+    assert (ftd.ema_decay, ftd.expert_optimizer) == (0.0, "gsam")
+    # students: range(Epoch + 1) = 251 epochs, test windows at stride 12 (utils.py, distill.py)
+    recipe = evaluation_config(args, data.protocol).recipe
+    assert (recipe["epochs"], recipe["test_stride"]) == (251, 12)
+    own = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--method-option", "ema_decay=0.99",
+                  "--method-option", "expert_optimizer=sam", "--condtsf-teacher-every", "1",
+                  "--condtsf-teacher-optimizer", "method", "--eval-epochs", "250", "--test-stride", "1",
+                  "--samples", "6"])
+    resolve(own)
+    own_config = distill_config(own, method="ftd", condtsf=True, ddtime=False)
+    ddtime_ftd = own_config.build_method()  # ddtime's FTD, the named variant
+    assert (ddtime_ftd.ema_decay, ddtime_ftd.expert_optimizer) == (0.99, "sam")
+    assert own_config.condtsf.teacher_pool(40) is None and own_config.condtsf.teacher_optimizer is None
+    assert evaluation_config(own, "condtsf").recipe["test_stride"] == 1
+    plain = build_method("ftd")  # without the preset: ddtime's FTD
+    assert (plain.ema_decay, plain.expert_optimizer) == (0.99, "sam")
     explicit = _parse(["distill", "--data", "synthetic", "--preset", "condtsf", "--protocol", "standard",
                        "--samples", "3", "--method-option", "soft_labels=True"])
     resolve(explicit)

@@ -161,7 +161,7 @@ def test_command_line_with_sam(tmp_path, capsys):
     parser = configure_parser(argparse.ArgumentParser())
     args = parser.parse_args(["--protocol", "condtsf", "--num-experts", "1", "--expert-epochs", "1",
                               "--optimizer", "sam", "--batch-size", "4096", "--out", str(tmp_path), "--quiet"])
-    assert args.data is None and args.model == "dlinear" and args.rho == 0.05
+    assert args.data is None and args.model == "dlinear" and args.rho is None  # the optimizer's default
     assert run(args) == 0
     assert "1 experts (dlinear, synthetic, condtsf 24->24)" in capsys.readouterr().out
     store = ExpertStore(tmp_path)
@@ -195,7 +195,7 @@ def test_torchrun_two_ranks(reference, tmp_path):
 
 
 @pytest.mark.parametrize("protocol,stride", [("standard", 1), ("condtsf", 4)])
-@pytest.mark.parametrize("optimizer", ["sgd", "sam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "sam", "gsam"])
 def test_stacked_training_equals_one_train_model_run_per_expert(protocol, stride, optimizer):
     """Experts train in lockstep; each must follow the batches and steps of its own train_model run."""
     import ddtime.driver.data

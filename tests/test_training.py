@@ -6,7 +6,7 @@ import torch
 
 import ddtime.driver.data
 from ddtime.driver.models import build_model, flat_params
-from ddtime.driver.training.sam import SAM
+from ddtime.driver.training.sam import GSAM, SAM
 from ddtime.driver.training import evaluate, train_model
 
 
@@ -136,6 +136,79 @@ def test_sam_step_matches_definition():
         opt.step()
     with pytest.raises(ValueError, match="rho must be a float > 0"):
         SAM([w], rho=0.0, lr=0.1)
+
+
+def _hand_written_gsam_step(loss_fn, ws, *, rho, alpha, lr):
+    """One GSAM step as RafaDD/CondTSF's gsam/gsam.py takes it (adaptive, first SGD-momentum step: v = g)."""
+    def grads(at):
+        at = [w.detach().clone().requires_grad_(True) for w in at]
+        return [g.detach() for g in torch.autograd.grad(loss_fn(*at), at)]
+
+    g = grads(ws)
+    norm = torch.sqrt(sum(((w.abs() * gi) ** 2).sum() for w, gi in zip(ws, g)))  # weight_adaptive=True
+    e = [gi * (rho / (norm + 1e-12)) * w.pow(2) for w, gi in zip(ws, g)]  # perturb_weights(adaptive)
+    gp = grads([w + ei for w, ei in zip(ws, e)])
+    inner = sum((gi * gpi).sum() for gi, gpi in zip(g, gp))  # gradient_decompose
+    new_norm, old_norm = torch.sqrt(sum((x ** 2).sum() for x in gp)), torch.sqrt(sum((x ** 2).sum() for x in g))
+    cosine = inner / (new_norm * old_norm + 1e-12)
+    vertical = [gi - cosine * old_norm * gpi / (new_norm + 1e-12) for gi, gpi in zip(g, gp)]
+    return [w - lr * (gpi - alpha * v) for w, gpi, v in zip(ws, gp, vertical)]
+
+
+def test_gsam_step_matches_condtsf_hand_written_step():
+    torch.manual_seed(0)
+    w0, b0 = torch.randn(5, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    x = torch.randn(8, 5, dtype=torch.float64)
+
+    def loss_fn(w, b):
+        return (x @ w + b).sin().pow(2).mean()
+
+    w, b = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(b0.clone())
+    opt = GSAM([w, b], torch.optim.SGD, rho=2.0, alpha=0.4, lr=0.01, momentum=0.9)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(w, b)
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == pytest.approx(loss_fn(w0, b0).item())
+    want = _hand_written_gsam_step(loss_fn, [w0, b0], rho=2.0, alpha=0.4, lr=0.01)
+    torch.testing.assert_close([w.detach(), b.detach()], want)
+    no_decomposition = _hand_written_gsam_step(loss_fn, [w0, b0], rho=2.0, alpha=0.0, lr=0.01)
+    assert not torch.allclose(no_decomposition[0], want[0])  # alpha matters at this point
+    with pytest.raises(ValueError, match="alpha must be a float in"):
+        GSAM([w], alpha=1.5, lr=0.1)
+
+
+def test_gsam_stacked_matches_the_hand_written_step(data):
+    """The lockstep (vmapped) GSAM of the expert recipe: one batch, first step, against the hand-written step."""
+    from torch.func import functional_call
+
+    from ddtime.driver.training.lockstep import train_stacked
+
+    model = build_model("dlinear", seq_len=24, pred_len=12, channels=7, seed=1)
+    start = [p.detach().clone().double() for p in model.parameters()]
+    after = []
+    train_stacked([model], data, seeds=[0], optimizer="gsam", lr=5e-4, epochs=1, batch_size=100_000,
+                  on_epoch_end=lambda _e, flats: after.append(flats[0]))
+    windows = data.windows("train").double()
+    x, y = windows[..., :24], windows[..., 24:]
+    names = [n for n, _ in model.named_parameters()]
+
+    def loss_fn(*ps):
+        return torch.nn.functional.mse_loss(functional_call(model.double(), dict(zip(names, ps)), (x,)), y)
+
+    want = torch.cat([w.reshape(-1) for w in _hand_written_gsam_step(loss_fn, start, rho=2.0, alpha=0.4, lr=5e-4)])
+    torch.testing.assert_close(after[0].double(), want, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(after[0].double(), torch.cat([w.reshape(-1) for w in start]), atol=1e-6)
+
+
+def test_test_stride_scores_every_kth_test_window(data):
+    model = build_model("linear", seq_len=24, pred_len=12, channels=7, seed=0)
+    out = train_model(model, data, optimizer="sgd", lr=1e-3, epochs=1, patience=None, quiet=True, test_stride=12)
+    assert out["test_mse"] == pytest.approx(evaluate(model, data.windows("test", stride=12), seq_len=24)["mse"])
+    assert out["test_mse"] != pytest.approx(evaluate(model, data.windows("test", stride=1), seq_len=24)["mse"])
 
 
 def test_type1_schedule_halves_adam_rate(data):

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.distill import CondTSFUpdate, DDTimeTerms, DistillConfig, build_method
 from ddtime.driver.fingerprint import check_fingerprint
-from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings, experts_for, run_distillation, run_identity
+from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings, experts_for, run_distillation, run_identity,
+                              teacher_experts_for
 
 __all__ = ["VARIANTS", "VARIANT_LABELS", "run_grid", "relative_gain", "accepted_options", "variant_config",
            "markdown_table", "average_gains", "write_tables"]
@@ -99,11 +100,15 @@ def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Seq
             results_path = cell / "results.json"
             results = None
             t0 = time.perf_counter()
-            store = None
+            store = teachers = None
             if method.requires_experts or config.needs_teacher:
                 if method.expert_optimizer not in stores:
                     stores[method.expert_optimizer] = experts_for(data, config, method, experts, quiet=quiet)
                 store = stores[method.expert_optimizer]
+                wanted = config.condtsf.teacher_optimizer if config.condtsf is not None else None
+                if wanted is not None and wanted not in stores:
+                    stores[wanted] = teacher_experts_for(data, config, method, experts, quiet=quiet)
+                teachers = stores.get(wanted) if wanted is not None else None
             if resume and results_path.exists():
                 saved = json.loads(results_path.read_text())
                 check_fingerprint(saved.get("fingerprint"), run_identity(data, store, evaluation), str(results_path))
@@ -113,7 +118,7 @@ def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Seq
             if results is None:
                 results = run_distillation(data, config, experts=store, out_dir=cell, evaluation=evaluation,
                                            resume=resume, reference_cache=cache, data_arg=data_arg,
-                                           expert_seconds=time.perf_counter() - t0)
+                                           expert_seconds=time.perf_counter() - t0, teacher_experts=teachers)
             if variant == "base":
                 base_mse = results["test_mse"]
                 best_mse = min(base_mse, results["random_subset_test_mse"])

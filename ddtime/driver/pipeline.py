@@ -25,7 +25,8 @@ from ddtime.driver.evaluation import evaluate_synthetic, make_validator, student
 from ddtime.driver.experts import ExpertStore, ensure_experts
 from ddtime.driver.fingerprint import run_fingerprint
 
-__all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "run_identity", "run_distillation"]
+__all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "teacher_experts_for", "run_identity",
+           "run_distillation"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,19 @@ def experts_for(data, config: DistillConfig, method: DistillMethod, settings: Ex
                           device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
 
 
+def teacher_experts_for(data, config: DistillConfig, method: DistillMethod, settings: ExpertSettings, *,
+                        quiet: bool = False) -> ExpertStore | None:
+    """The ExpertStore CondTSF's update draws its teachers from when it is not the method's own
+    (``CondTSFUpdate.teacher_optimizer`` names another expert optimiser, e.g. CondTSF's FTD: SGD
+    teachers beside GSAM experts), trained where missing; None when the run's experts serve."""
+    wanted = config.condtsf.teacher_optimizer if config.condtsf is not None else None
+    if wanted is None or (wanted == method.expert_optimizer and method.requires_experts):
+        return None
+    return ensure_experts(data, directory=settings.directory, model=config.model, num_experts=settings.num_experts,
+                          expert_epochs=settings.epochs, optimizer=wanted, seed=settings.seed,
+                          device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
+
+
 def run_identity(data, experts: ExpertStore | None, evaluation: EvaluationConfig) -> dict[str, Any]:
     """The fingerprint of a run (:func:`ddtime.driver.fingerprint.run_fingerprint`), its student recipe resolved."""
     recipe = student_recipe(data.protocol) if evaluation.recipe is None else evaluation.recipe
@@ -80,14 +94,15 @@ def run_identity(data, experts: ExpertStore | None, evaluation: EvaluationConfig
 def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None, out_dir,
                      evaluation: EvaluationConfig = EvaluationConfig(), resume: bool = False,
                      reference_cache: dict | None = None, data_arg: str = "", plots: bool = True,
-                     expert_seconds: float = 0.0) -> dict[str, Any] | None:
+                     expert_seconds: float = 0.0, teacher_experts: ExpertStore | None = None) -> dict[str, Any] | None:
     """Distil, evaluate and write ``out_dir``'s files for one :class:`~ddtime.driver.distill.DistillConfig`.
 
     ``reference_cache`` (a dict kept by the caller) shares the full-data / random-subset
     references between runs on the same data. ``seconds`` in the results counts distillation,
     evaluation and plots; ``total_seconds`` adds ``expert_seconds`` (expert training time spent
-    by the caller). Returns the ``results.json`` content; under ``torchrun`` only rank 0 selects,
-    evaluates and writes, the other ranks return None after the distillation.
+    by the caller). ``teacher_experts``: the store of CondTSF's teachers when not ``experts``
+    (:func:`teacher_experts_for`). Returns the ``results.json`` content; under ``torchrun`` only rank 0
+    selects, evaluates and writes, the other ranks return None after the distillation.
     """
     t0 = time.perf_counter()
     out_dir = pathlib.Path(out_dir)
@@ -100,7 +115,7 @@ def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None
                               model_kwargs=config.model_kwargs)
     fingerprint = run_identity(data, experts, evaluation)
     result = distill(data, config, experts=experts, out_dir=out_dir, resume=resume, validate=validate,
-                     fingerprint=fingerprint)
+                     fingerprint=fingerprint, teacher_experts=teacher_experts)
     windows = result.windows
     save_synthetic(out_dir / "synthetic.safetensors", windows, {
         "data": data_arg, "dataset": data.name, "protocol": data.protocol, "scale": data.scale,
@@ -132,7 +147,8 @@ def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None
         "random_subset_test_mse": main["random_subset"]["test_mse"],
         "random_subset_test_mse_std": main["random_subset"]["test_mse_std"],
         "random_subset_test_mae": main["random_subset"]["test_mae"],
-        "teacher_test_mse": experts.teacher_test_mse() if experts is not None and config.needs_teacher else None,
+        "teacher_test_mse": (teacher_experts or experts).teacher_test_mse()
+        if experts is not None and config.needs_teacher else None,
         "best_iteration": result.best_iteration, "best_val_mse": result.best_val_mse,
         "val_history": [list(v) for v in result.val_history], "distill_seconds": result.seconds,
         "select_seconds": result.select_seconds, "evaluate_seconds": evaluate_seconds,

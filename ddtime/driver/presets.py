@@ -6,14 +6,24 @@
   CondTSF's code; ``--scale train`` fits on the training rows only; first 70% train,
   the rest test, channel-independent windows), 24 -> 24, training windows at stride 4;
 * experts: 40 x 80 epochs, SGD lr 5e-4 momentum 0.9, batches of 64 windows with all their
-  channels (ddtime's expert recipe under ``condtsf``);
+  channels (ddtime's expert recipe under ``condtsf``); FTD's experts: adaptive GSAM around that
+  SGD, rho 2.0, alpha 0.4 (``buffer.py --FTD 1``);
 * synthetic set: the ``series`` representation, one stretch per channel of
   ``int(rows * rate)`` steps, ``rate`` CondTSF's condensing rate of the dataset
   (:data:`CONDENSING_RATES`), cut into windows at stride 4 (ETTh1: 69 steps, 6 windows a channel);
-* 300 iterations; DATM without learnable soft labels (CondTSF's DATM has none);
-* evaluation: 5 students, SGD lr 1e-4 momentum 0.9, 250 epochs (the protocol's recipe); the
-  set is selected every 50 iterations on the last 10% of the training windows (which the experts
-  also train on), never on test (CondTSF's code selects on test).
+* 300 iterations; DATM without learnable soft labels (CondTSF's DATM has none); FTD without a
+  moving average of the set (``ema_decay=0``) and with the GSAM experts; the unrolled student
+  batches 64 time windows with all their channels;
+* CondTSF's update: its teacher drawn from every 5th SGD expert (experts 0, 5, ..., 35: the first of
+  each of CondTSF's 8 buffer files) at its final epoch, for FTD too (``--condtsf-teacher-every 5
+  --condtsf-teacher-optimizer sgd``);
+* evaluation: 5 students, SGD lr 1e-4 momentum 0.9, 251 epochs (``utils.evaluate_synset``'s
+  ``range(Epoch + 1)``; ``--eval-epochs``), test windows at stride 12 (``distill.py``;
+  ``--test-stride``); the set is selected every 50 iterations on the last 10% of the training
+  windows (which the experts also train on), never on test (CondTSF's code selects on test).
+
+ddtime's own FTD (EMA 0.99, SAM experts rho 0.05) under the preset:
+``--method-option ema_decay=0.99 --method-option expert_optimizer=sam``.
 """
 from __future__ import annotations
 
@@ -30,7 +40,9 @@ CONDENSING_RATES = {"ETTh1": 4e-3, "ETTh2": 4e-3, "ETTm1": 2e-3, "ETTm2": 2e-3, 
 PRESETS: dict[str, dict[str, Any]] = {
     "condtsf": {"protocol": "condtsf", "seq_len": 24, "pred_len": 24, "representation": "series", "series_stride": 4,
                 "iterations": 300, "num_experts": 40, "expert_epochs": 80, "students": 5, "select_every": 50,
-                "eval_epochs": 250, "method_defaults": {"datm": {"soft_labels": False}}},
+                "eval_epochs": 251, "test_stride": 12, "condtsf_teacher_every": 5, "condtsf_teacher_optimizer": "sgd",
+                "method_defaults": {"datm": {"soft_labels": False},
+                                    "ftd": {"ema_decay": 0.0, "expert_optimizer": "gsam"}}},
 }
 
 

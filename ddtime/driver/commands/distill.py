@@ -16,7 +16,7 @@ from ddtime.driver.commands.types import positive_float, positive_int
 from ddtime.driver.distill import METHODS
 from ddtime.driver.distill.distributed import is_writer, torchrun_group
 from ddtime.driver.experts import dist_rank_world
-from ddtime.driver.pipeline import experts_for, run_distillation
+from ddtime.driver.pipeline import experts_for, run_distillation, teacher_experts_for
 
 __all__ = ["configure_parser", "run"]
 
@@ -60,10 +60,13 @@ def _run(args: argparse.Namespace, device: str) -> int:
     config = dataclasses.replace(config, device=device, trajectories_per_update=trajectories)
     out = pathlib.Path(args.out)
     t_experts = time.perf_counter()
-    experts = experts_for(data, config, config.build_method(), expert_settings(args), quiet=args.quiet)
+    method, settings = config.build_method(), expert_settings(args)
+    experts = experts_for(data, config, method, settings, quiet=args.quiet)
+    teachers = teacher_experts_for(data, config, method, settings, quiet=args.quiet)
     results = run_distillation(data, config, experts=experts, out_dir=out,
                                evaluation=evaluation_config(args, data.protocol), resume=args.resume,
-                               data_arg=args.data or "", expert_seconds=time.perf_counter() - t_experts)
+                               data_arg=args.data or "", expert_seconds=time.perf_counter() - t_experts,
+                               teacher_experts=teachers)
     if not is_writer():
         return 0
     print(f"{data.name} {data.protocol} {data.seq_len}->{data.pred_len} {args.method}"

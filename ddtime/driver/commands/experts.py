@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                                 stride=stride, scale=args.scale)
         store = train_experts(data, model=args.model, num_experts=args.num_experts,
                               expert_epochs=args.expert_epochs, optimizer=args.optimizer, lr=args.expert_lr,
-                              momentum=args.momentum, batch_size=args.batch_size, rho=args.rho, out_dir=args.out,
+                              momentum=args.momentum, batch_size=args.batch_size, rho=args.rho,
+                              gsam_alpha=args.gsam_alpha, out_dir=args.out,
                               device=device, seed=args.seed, quiet=args.quiet)
         if dist_rank_world()[0] == 0:
             summary = {}

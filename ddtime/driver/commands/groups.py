@@ -26,13 +26,14 @@ from ddtime.driver.commands.types import (fraction, method_option, model_list, n
 from ddtime.driver.data import PROTOCOLS, SCALES
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
 from ddtime.driver.distill import TERM_BALANCES, CondTSFUpdate, DDTimeTerms, DistillConfig
+from ddtime.driver.distill.condtsf import TEACHER_OPTIMIZERS
 from ddtime.driver.distill.synthetic import REPRESENTATIONS
 from ddtime.driver.distill.terms import LOSS_IMPLS, STUDENT_SIDES
 from ddtime.driver.experts import EXPERT_OPTIMIZERS
 from ddtime.driver.models import MODELS
 from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
 from ddtime.driver.presets import PRESETS
-from ddtime.driver.training import DEFAULT_LR
+from ddtime.driver.training import DEFAULT_GSAM_ALPHA, DEFAULT_LR, DEFAULT_RHO
 
 __all__ = ["add_data_options", "add_expert_options", "add_expert_recipe_options", "add_distill_options",
            "add_evaluation_options", "add_run_options"]
@@ -79,11 +80,15 @@ def add_expert_options(parser: argparse.ArgumentParser, *, directory: bool) -> N
 def add_expert_recipe_options(parser: argparse.ArgumentParser) -> None:
     """How ``ddtime experts`` trains: optimiser, learning rate, momentum, SAM radius, batch, window stride."""
     group = parser.add_argument_group("expert recipe")
-    group.add_argument("--optimizer", choices=EXPERT_OPTIMIZERS, default="sgd", help="sam for FTD")
+    group.add_argument("--optimizer", choices=EXPERT_OPTIMIZERS, default="sgd",
+                       help="sam for ddtime's FTD, gsam for CondTSF's FTD (buffer.py --FTD 1)")
     group.add_argument("--expert-lr", "--lr", dest="expert_lr", type=positive_float, default=None,
                        help=f"expert learning rate (default {DEFAULT_LR['sgd']})")
     group.add_argument("--momentum", type=fraction, default=0.9)
-    group.add_argument("--rho", type=positive_float, default=0.05, help="SAM radius (--optimizer sam)")
+    group.add_argument("--rho", type=positive_float, default=None,
+                       help=f"SAM / GSAM radius (default {DEFAULT_RHO['sam']} sam, {DEFAULT_RHO['gsam']} gsam)")
+    group.add_argument("--gsam-alpha", type=fraction, default=DEFAULT_GSAM_ALPHA,
+                       help="GSAM's weight of the orthogonal gradient component (--optimizer gsam; default %(default)s)")
     group.add_argument("--batch-size", type=positive_int, default=64)
     group.add_argument("--train-stride", "--stride", dest="train_stride", type=positive_int, default=None,
                        help="step between training windows (default "
@@ -120,6 +125,12 @@ def add_distill_options(parser: argparse.ArgumentParser) -> None:
                             "the lambdas (grad-norm, default) or the plain weighted sum (none)")
     group.add_argument("--condtsf-beta", type=fraction, default=CondTSFUpdate.beta,
                        help="CondTSF value-update step (default %(default)s)")
+    group.add_argument("--condtsf-teacher-every", type=positive_int, default=None,
+                       help="CondTSF's teachers are experts 0, k, 2k, ... (default 1: every expert; preset condtsf: "
+                            "5, its 8 buffer files' first experts)")
+    group.add_argument("--condtsf-teacher-optimizer", choices=("method", *TEACHER_OPTIMIZERS), default=None,
+                       help="expert store of CondTSF's teachers: the method's own (default) or the experts of this "
+                            "optimiser (preset condtsf: sgd, also for FTD)")
     group.add_argument("--alpha", type=fraction, default=DDTimeTerms.alpha,
                        help="DDTime frequency weight in the value term (default %(default)s)")
     group.add_argument("--lambda-val", type=non_negative_float, default=DDTimeTerms.lambda_val,
@@ -142,6 +153,8 @@ def add_evaluation_options(parser: argparse.ArgumentParser, *, references: bool)
                        help=f"fresh students per architecture (default {EvaluationConfig.students})")
     group.add_argument("--eval-epochs", type=positive_int, default=None, help="student epochs (default: recipe)")
     group.add_argument("--eval-lr", type=positive_float, default=None, help="student learning rate (default: recipe)")
+    group.add_argument("--test-stride", type=positive_int, default=None,
+                       help="score every k-th test window (default 1; preset condtsf: 12, as CondTSF's distill.py)")
     if references:
         group.add_argument("--eval-models", type=model_list, default=(),
                            help="extra comma-separated student architectures")

@@ -34,7 +34,9 @@ __all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_option
 FULL_DEFAULTS = {"samples": DistillConfig.samples, "iterations": DistillConfig.iterations,
                  "num_experts": ExpertSettings.num_experts, "expert_epochs": ExpertSettings.epochs,
                  "students": EvaluationConfig.students, "select_every": DistillConfig.select_every,
-                 "checkpoint_every": DistillConfig.checkpoint_every, "eval_epochs": None, "threads": None}
+                 "checkpoint_every": DistillConfig.checkpoint_every, "eval_epochs": None, "test_stride": None,
+                 "condtsf_teacher_every": CondTSFUpdate.teacher_every,
+                 "condtsf_teacher_optimizer": CondTSFUpdate.teacher_optimizer or "method", "threads": None}
 # Without --data: CondTSF's preset (its students are the short SGD runs trajectory matching imitates) at
 # small sizes, on the built-in generated dataset.
 QUICK_PRESET = "condtsf"
@@ -109,7 +111,9 @@ def load_data(args: argparse.Namespace):
 
 def condtsf_update(args: argparse.Namespace) -> CondTSFUpdate:
     """CondTSF's update as the command line sets it (used by the runs that switch it on)."""
-    return CondTSFUpdate(beta=args.condtsf_beta)
+    teacher_optimizer = None if args.condtsf_teacher_optimizer == "method" else args.condtsf_teacher_optimizer
+    return CondTSFUpdate(beta=args.condtsf_beta, teacher_every=args.condtsf_teacher_every,
+                         teacher_optimizer=teacher_optimizer)
 
 
 def ddtime_terms(args: argparse.Namespace) -> DDTimeTerms:
@@ -150,5 +154,6 @@ def expert_settings(args: argparse.Namespace) -> ExpertSettings:
 def evaluation_config(args: argparse.Namespace, protocol: str) -> EvaluationConfig:
     """The evaluation of a resolved command line under ``protocol`` (the data's)."""
     return EvaluationConfig(students=args.students, models=args.eval_models,
-                            recipe=student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr),
+                            recipe=student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr,
+                                                  test_stride=args.test_stride),
                             full_epochs=args.full_epochs)

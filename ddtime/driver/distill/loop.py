@@ -5,7 +5,8 @@ Per iteration (see :mod:`ddtime.driver.distill.methods.base` for the method inte
 1. when DDTime's terms are on, draw this iteration's teacher (a random expert at its teacher
    epoch, :mod:`ddtime.driver.distill.teacher`);
 2. ``method.updates_per_iteration`` times: on a CondTSF iteration (``(it + 1) % 3 == 0``) the
-   value update, with a freshly drawn teacher each time (CondTSF's code), replaces the base
+   value update, with a teacher freshly drawn each time (CondTSF's code) from its teacher store
+   and pool (``CondTSFUpdate.teacher_every`` / ``teacher_optimizer``), replaces the base
    update; otherwise the method returns ``L_base`` and the loop steps Adam (lr 0.1) on the
    synthetic set with the gradients of ``L_base / detach(L_base)``, ``lambda_val * L_val`` and
    ``lambda_IS * L_IS``, each taken on its own and combined as ``config.term_balance`` says
@@ -142,10 +143,11 @@ class DistillRun:
     #: what the run is computed from (:mod:`ddtime.driver.fingerprint`), saved and checked on resume
     fingerprint: dict[str, Any] | None = None
 
-    def __init__(self, data, config: DistillConfig, *, experts=None):
+    def __init__(self, data, config: DistillConfig, *, experts=None, teacher_experts=None):
         if not isinstance(config, DistillConfig):
             raise TypeError(f"config: expected a DistillConfig, got {type(config).__name__}")
         self.data, self.config, self.experts = data, config, experts
+        self.teacher_experts = experts if teacher_experts is None else teacher_experts  # CondTSF's teachers
         self.device = device = torch.device(config.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.method = config.build_method()
@@ -197,7 +199,9 @@ class DistillRun:
             self.teacher = sample_teacher(self.experts, self.generator, self.device)
         for _ in range(method.updates_per_iteration):
             if config.condtsf is not None and config.condtsf.is_due(it):
-                teacher = sample_teacher(self.experts, self.generator, self.device)
+                store = self.teacher_experts
+                teacher = sample_teacher(store, self.generator, self.device,
+                                         pool=config.condtsf.teacher_pool(store.num_experts))
                 config.condtsf.apply(self.synthetic, self.model, teacher)
                 self.history.append({"iteration": it, "kind": "condtsf"})
             else:
@@ -358,12 +362,14 @@ class DistillRun:
 
 def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib.Path | None = None,
             resume: bool = False, validate: Callable[[torch.Tensor], float] | None = None,
-            fingerprint: dict[str, Any] | None = None) -> DistillResult:
+            fingerprint: dict[str, Any] | None = None, teacher_experts=None) -> DistillResult:
     """Distil ``data`` (a :class:`ddtime.driver.data.ForecastData`) into a synthetic set.
 
     Args:
         experts: an :class:`ddtime.driver.experts.ExpertStore` (needed by trajectory methods, DM with
             expert networks, CondTSF's update and DDTime's terms).
+        teacher_experts: the ExpertStore CondTSF's update draws its teachers from (default ``experts``;
+            see ``CondTSFUpdate.teacher_optimizer``).
         out_dir: where ``checkpoint.pt`` goes (no checkpoints when ``None``).
         resume: continue from ``out_dir/checkpoint.pt`` when it exists (same config required).
         validate: ``validate(windows [S, N, L]) -> validation MSE``; selects the best set.
@@ -373,7 +379,7 @@ def distill(data, config: DistillConfig, *, experts=None, out_dir: str | pathlib
     if resume and out_dir is None:
         raise ValueError("resume: needs out_dir (where the checkpoint lives)")
     t0 = time.perf_counter()
-    run = DistillRun(data, config, experts=experts)
+    run = DistillRun(data, config, experts=experts, teacher_experts=teacher_experts)
     run.fingerprint = run_fingerprint(data, experts) if fingerprint is None else fingerprint
     ckpt_path = pathlib.Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     resumed_from = None

@@ -132,6 +132,18 @@ class SyntheticSet:
     def num_windows(self) -> int:
         return self._raw_windows().shape[0]
 
+    def window_rows(self) -> torch.Tensor:
+        """Row indices of :meth:`windows` ``[W, R]``, one line per time window: its R channel rows.
+
+        On a channel-independent ``series`` set (rows ``c * W + w``) a time window is the C rows
+        of its C channels, as CondTSF's ``backbone.py`` batches ``(W, N, 24, 1)``; otherwise every
+        row is a window of its own (R = 1).
+        """
+        rows = torch.arange(self.num_windows)
+        if self.representation == "series" and self.channel_independent:
+            return rows.view(self.values.shape[0], -1).t()
+        return rows.view(-1, 1)
+
     def parameters(self) -> list[torch.Tensor]:
         """The learnable leaves: the values, then the soft labels when enabled."""
         return [self.values] + ([self.soft_labels] if self.soft_labels is not None else [])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from typing import Sequence
 
 import torch
 
@@ -22,14 +23,22 @@ from ddtime.driver.models import assign_flat_params, functional_forward
 __all__ = ["sample_teacher", "teacher_predict", "eval_mode", "TeacherForecaster"]
 
 
-def sample_teacher(experts, generator: torch.Generator, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Flat parameters ``[P]`` of a random expert of ``experts`` (an ExpertStore) at its teacher epoch.
+def sample_teacher(experts, generator: torch.Generator, device: str | torch.device = "cpu",
+                   pool: Sequence[int] | None = None) -> torch.Tensor:
+    """Flat parameters ``[P]`` of a random expert of ``experts`` (an ExpertStore) at its teacher epoch,
+    drawn from the expert indices ``pool`` (default: every expert).
 
     The row is the store's kept tensor (moved to ``device``): read it, do not modify it.
     """
     if experts is None or experts.num_experts < 1:
         raise ValueError("experts: the teacher needs at least one trained expert")
-    index = int(torch.randint(0, experts.num_experts, (1,), generator=generator))
+    if pool is not None:
+        pool = list(pool)
+        if not pool or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < experts.num_experts
+                           for i in pool):
+            raise ValueError(f"pool: expected expert indices in [0, {experts.num_experts}), got {pool!r}")
+    draw = int(torch.randint(0, experts.num_experts if pool is None else len(pool), (1,), generator=generator))
+    index = draw if pool is None else pool[draw]
     return experts.teacher_row(index).to(device)
 
 

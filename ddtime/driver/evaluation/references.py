@@ -3,7 +3,7 @@
 * *full data*: a model trained on all training windows (:data:`FULL_DATA_RECIPE`, TSLib's recipe:
   Adam at the backbone's rate halved per epoch, batch 32, 10 epochs, patience 3, early stopping on
   validation under ``standard``), cached on disk; under ``condtsf`` CondTSF's code reports the
-  experts' final models instead (:func:`experts_reference`);
+  experts' final models instead (:func:`experts_reference`, scored on the students' test windows);
 * *random real subset*: as many real training windows as the synthetic set holds (the initial
   stretch of a ``series`` set), trained with the synthetic set's student recipe.
 
@@ -22,7 +22,8 @@ import torch
 
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.evaluation.students import build_student, random_subset, run_stats, student_recipe, train_students
-from ddtime.driver.training import train_model
+from ddtime.driver.models import assign_flat_params
+from ddtime.driver.training import evaluate, train_model
 
 __all__ = ["FULL_DATA_RECIPE", "full_data_baseline", "experts_reference", "baseline_cache_dir", "evaluate_synthetic"]
 
@@ -32,14 +33,23 @@ __all__ = ["FULL_DATA_RECIPE", "full_data_baseline", "experts_reference", "basel
 FULL_DATA_RECIPE = {"optimizer": "adam", "epochs": 10, "batch_size": 32, "patience": 3, "lr_schedule": "type1"}
 
 
-def experts_reference(experts) -> dict[str, Any]:
-    """The full-data reference of CondTSF's code: test MSE/MAE of the experts' final models (from
-    the expert manifest; one run per expert)."""
-    runs = [{"test_mse": e["test_mse"], "test_mae": e["test_mae"], "val_mse": None, "epochs": None}
-            for e in experts.entries]
-    if not runs:
+def experts_reference(experts, data=None, *, test_stride: int = 1) -> dict[str, Any]:
+    """The full-data reference of CondTSF's code: test MSE/MAE of the experts' final models, one run
+    per expert: from the expert manifest (every test window), or with ``test_stride`` > 1 scored on
+    every ``test_stride``-th test window of ``data``, as the students beside it."""
+    if not experts.entries:
         raise ValueError("experts: the full-data reference needs at least one trained expert")
-    return run_stats(runs)
+    if test_stride == 1:
+        scores = [(e["test_mse"], e["test_mae"]) for e in experts.entries]
+    else:
+        if data is None:
+            raise ValueError("data: scoring the experts at a test stride other than 1 needs the data")
+        windows, model = data.windows("test", stride=test_stride), experts.network()
+        scores = []
+        for i in range(experts.num_experts):
+            out = evaluate(assign_flat_params(model, experts.trajectory(i)[-1]), windows, seq_len=data.seq_len)
+            scores.append((out["mse"], out["mae"]))
+    return run_stats([{"test_mse": mse, "test_mae": mae, "val_mse": None, "epochs": None} for mse, mae in scores])
 
 
 def baseline_cache_dir() -> pathlib.Path:
@@ -128,7 +138,7 @@ def evaluate_synthetic(windows: torch.Tensor, data, *, models: Sequence[str] = (
             key = (name, json.dumps(kwargs, sort_keys=True), num_students, seed, json.dumps(recipe, sort_keys=True),
                    full_epochs, _digest(subset), str(experts.out_dir) if from_experts else None)
             if key not in cache:
-                full = (experts_reference(experts) if from_experts else
+                full = (experts_reference(experts, data, test_stride=recipe.get("test_stride", 1)) if from_experts else
                         full_data_baseline(data, model=name, epochs=full_epochs, seed=seed, device=device, quiet=quiet,
                                            model_kwargs=kwargs))
                 cache[key] = {"random_subset": train_students(subset, data, model=name, model_kwargs=kwargs, **common),

@@ -2,11 +2,15 @@
 
 Student recipes (SPEC section 4; everything switchable):
 
-* ``condtsf``: SGD lr 1e-4, momentum 0.9, batch 64, 250 epochs, constant rate (CondTSF's code).
+* ``condtsf``: SGD lr 1e-4, momentum 0.9, batch 64, 250 epochs, constant rate (CondTSF's code;
+  its ``utils.evaluate_synset`` runs ``range(Epoch + 1)``, 251 epochs, which the ``condtsf`` preset sets).
 * ``standard``: Adam with early stopping on the validation split (best weights restored), batch
   64, at most 300 epochs, patience 20, constant lr 1e-3. TSLib's recipe (lr 1e-4 halved every
   epoch, patience 3) assumes hundreds of steps per epoch; on a 10-window set an epoch is one
   step, so the rate stays constant and patience counts more epochs.
+
+Test windows are scored at stride ``test_stride`` (1: every window; CondTSF's ``distill.py`` scores
+its test range at stride 12, which the ``condtsf`` preset sets).
 
 Model selection (the validation score used to pick the best synthetic set during distillation)
 uses the validation split under ``standard`` and, since the ``condtsf`` protocol has none, the
@@ -30,7 +34,7 @@ __all__ = ["student_recipe", "validation_windows", "train_students", "make_valid
 
 
 def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None = None,
-                   patience: int | None = None) -> dict[str, Any]:
+                   patience: int | None = None, test_stride: int | None = None) -> dict[str, Any]:
     """``train_model`` keyword arguments for students trained on a synthetic set under ``protocol``."""
     if protocol == "condtsf":
         recipe = {"optimizer": "sgd", "lr": 1e-4, "epochs": 250, "batch_size": 64, "patience": None,
@@ -40,7 +44,8 @@ def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None
                   "lr_schedule": "constant"}
     else:
         raise ValueError(f"protocol: expected 'standard' or 'condtsf', got {protocol!r}")
-    for name, value in (("epochs", epochs), ("patience", patience)):
+    recipe["test_stride"] = 1
+    for name, value in (("epochs", epochs), ("patience", patience), ("test_stride", test_stride)):
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")

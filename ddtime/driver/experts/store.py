@@ -43,7 +43,7 @@ __all__ = ["ExpertStore", "ExpertWriter", "ExpertDirectoryBusy", "exclusive", "F
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 EXPERT_FILE = re.compile(r"^expert_(\d{3,})\.safetensors$")
-EXPERT_OPTIMIZERS = ("sgd", "sam")
+EXPERT_OPTIMIZERS = ("sgd", "sam", "gsam")
 TASKS = ("forecasting", "classification")
 # task -> (metadata fields every expert file has, a group of fields that are all present or all
 # absent), each field with its type; the manifest entry of an expert is index, file and these.
@@ -88,12 +88,14 @@ def expert_settings(
     batch_size: int,
     rho: float,
     seed: int,
+    gsam_alpha: float | None = None,
 ) -> dict:
-    """Everything that determines an expert's trajectory, as stored in the manifest."""
+    """Everything that determines an expert's trajectory, as stored in the manifest (``gsam_alpha`` only
+    for GSAM experts, so that SGD / SAM stores keep their settings hash)."""
     net = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
                       **(model_kwargs or {}))
     spec = param_spec(net)
-    return {
+    settings = {
         "dataset": data.name,
         "protocol": data.protocol,
         "seq_len": data.seq_len,
@@ -108,11 +110,14 @@ def expert_settings(
         "lr": float(lr),
         "momentum": float(momentum),
         "batch_size": batch_size,
-        "rho": float(rho) if optimizer == "sam" else None,
+        "rho": float(rho) if optimizer in ("sam", "gsam") else None,
         "seed": seed,
         "param_spec": [[name, list(shape)] for name, shape in spec],
         "num_params": sum(math.prod(shape) for _, shape in spec),
     }
+    if optimizer == "gsam":
+        settings["gsam_alpha"] = float(gsam_alpha)
+    return settings
 
 
 def settings_hash(settings: dict) -> str:

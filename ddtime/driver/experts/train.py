@@ -1,8 +1,9 @@
 """Training expert trajectories for trajectory matching (MTT / FTD / DATM) and snapshot-based methods.
 
 :func:`train_experts` trains ``num_experts`` models on the full training windows and stores every
-expert's parameters after every epoch, the initial ones included (SPEC section 4: DLinear,
-40 experts x 80 epochs, SGD lr 5e-4, momentum 0.9, batch 64; FTD: SAM with rho 0.05), into the
+expert's parameters after every epoch, the initial ones included (DLinear, 40 experts x 80
+epochs, SGD lr 5e-4, momentum 0.9, batch 64; ddtime's FTD: SAM with rho 0.05; CondTSF's FTD,
+``buffer.py``: adaptive GSAM with rho 2.0 and alpha 0.4 around that SGD), into the
 layout of :mod:`ddtime.driver.experts.store` (written by its :class:`ExpertWriter`). Expert ``i``
 uses seed ``seed + i`` for its initialisation and its shuffling order. The manifest is rewritten after each expert, so a
 killed run resumes at the next unfinished expert; the directory is locked against a second process.
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from ddtime.driver.experts.store import (EXPERT_OPTIMIZERS, ExpertDirectoryBusy, ExpertStore, ExpertWriter,
                                          exclusive, expert_settings)
 from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_params
-from ddtime.driver.training import DEFAULT_LR, evaluate, train_stacked
+from ddtime.driver.training import DEFAULT_GSAM_ALPHA, DEFAULT_LR, DEFAULT_RHO, evaluate, train_stacked
 
 __all__ = ["train_experts", "ExpertDirectoryBusy", "dist_rank_world"]
 
@@ -55,7 +56,8 @@ def train_experts(
     lr: float | None = None,
     momentum: float = 0.9,
     batch_size: int = 64,
-    rho: float = 0.05,
+    rho: float | None = None,
+    gsam_alpha: float = DEFAULT_GSAM_ALPHA,
     model_kwargs: dict | None = None,
     out_dir,
     device="cpu",
@@ -85,9 +87,15 @@ def train_experts(
     _check_int("seed", seed, 0)
     _check_int("group_size", group_size, 1)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
+    rho = DEFAULT_RHO.get(optimizer, DEFAULT_RHO["sam"]) if rho is None else rho
+    if optimizer in ("sam", "gsam") and not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and rho > 0):
+        raise ValueError(f"rho must be a float > 0, got {rho!r}")
+    if optimizer == "gsam" and (isinstance(gsam_alpha, bool) or not isinstance(gsam_alpha, (int, float))
+                                or not 0.0 <= gsam_alpha <= 1.0):
+        raise ValueError(f"gsam_alpha must be a float in [0, 1], got {gsam_alpha!r}")
     settings = expert_settings(data, model=model, model_kwargs=model_kwargs, expert_epochs=expert_epochs,
                                optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, rho=rho,
-                               seed=seed)
+                               seed=seed, gsam_alpha=gsam_alpha if optimizer == "gsam" else None)
     rank, world = dist_rank_world()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +132,7 @@ def train_experts(
 
             losses = train_stacked(nets, data, seeds=[seed + i for i in chunk], optimizer=optimizer, lr=lr,
                                    epochs=expert_epochs, batch_size=batch_size, momentum=momentum, rho=rho,
-                                   device=device, on_epoch_end=record)
+                                   gsam_alpha=gsam_alpha, device=device, on_epoch_end=record)
             for i, net, trajectory, loss, scores in zip(chunk, nets, snapshots, losses, val_mse):
                 trajectory = torch.stack(trajectory).float()
                 if not torch.isfinite(trajectory).all():

@@ -6,7 +6,8 @@ the label. Metrics are MSE and MAE over all elements of the scaled series (TSLib
 Recipe (Time-Series-Library / LTSF-Linear): MSE loss, Adam, learning rate halved every epoch
 from the third one on (TSLib ``lradj="type1"``), early stopping on the validation MSE with
 ``patience`` and restoration of the best weights. Experts (trajectory matching's recipe, MTT and
-CondTSF's ``buffer.py``) use SGD with momentum (or SAM) at a constant rate and no early stopping.
+CondTSF's ``buffer.py``) use SGD with momentum (or SAM / GSAM) at a constant
+rate and no early stopping.
 """
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddtime.driver.checks import check_choice, check_int, check_number
-from ddtime.driver.training.sam import SAM
+from ddtime.driver.training.sam import GSAM, SAM
 
-OPTIMIZERS = ("adam", "sgd", "sam")
-DEFAULT_LR = {"adam": 1e-4, "sgd": 5e-4, "sam": 5e-4}  # Adam: used when the model has no ``adam_lr``
+OPTIMIZERS = ("adam", "sgd", "sam", "gsam")
+DEFAULT_LR = {"adam": 1e-4, "sgd": 5e-4, "sam": 5e-4, "gsam": 5e-4}  # Adam: used when the model has no ``adam_lr``
+#: SAM radius: ddtime's FTD experts (SAM 0.05); CondTSF's FTD experts (GSAM 2.0, ``buffer.py``)
+DEFAULT_RHO = {"sam": 0.05, "gsam": 2.0}
+#: GSAM's weight of the orthogonal gradient component (CondTSF's ``buffer.py``: 0.4)
+DEFAULT_GSAM_ALPHA = 0.4
 LR_SCHEDULES = ("auto", "type1", "constant")
 
 
@@ -81,14 +86,19 @@ def window_row_groups(data, windows: torch.Tensor) -> torch.Tensor:
     return torch.arange(windows.shape[0]).view(-1, per_window)
 
 
-def make_optimizer(params, optimizer: str, lr: float, *, momentum: float = 0.9, rho: float = 0.05):
-    """Adam, SGD (with ``momentum``) or SAM around SGD (``rho``, ``momentum``)."""
+def make_optimizer(params, optimizer: str, lr: float, *, momentum: float = 0.9, rho: float | None = None,
+                   gsam_alpha: float = DEFAULT_GSAM_ALPHA):
+    """Adam, SGD (with ``momentum``), SAM or adaptive GSAM around SGD (``rho``, default
+    :data:`DEFAULT_RHO`; ``gsam_alpha``)."""
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr)
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum)
     if optimizer == "sam":
-        return SAM(params, torch.optim.SGD, rho=rho, lr=lr, momentum=momentum)
+        return SAM(params, torch.optim.SGD, rho=DEFAULT_RHO["sam"] if rho is None else rho, lr=lr, momentum=momentum)
+    if optimizer == "gsam":
+        return GSAM(params, torch.optim.SGD, rho=DEFAULT_RHO["gsam"] if rho is None else rho, alpha=gsam_alpha,
+                    adaptive=True, lr=lr, momentum=momentum)
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
 
 
@@ -112,21 +122,27 @@ def train_model(
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
     train_windows: torch.Tensor | None = None,
     momentum: float = 0.9,
-    rho: float = 0.05,
+    rho: float | None = None,
+    gsam_alpha: float = DEFAULT_GSAM_ALPHA,
     lr_schedule: str = "auto",
+    test_stride: int = 1,
 ) -> dict:
     """Train ``model`` in place on ``data`` (a :class:`ddtime.driver.data.ForecastData`) and test it.
 
-    Training uses ``data.windows("train")`` (the data's stride); validation and test use every
-    window (stride 1), as Time-Series-Library does. Under the channel-independent ``condtsf``
+    Training uses ``data.windows("train")`` (the data's stride); validation uses every window
+    (stride 1), as Time-Series-Library does, and test every ``test_stride``-th (1; CondTSF's
+    ``distill.py`` scores its test range at 12). Under the channel-independent ``condtsf``
     protocol a batch holds ``batch_size`` windows with all their channels (``batch_size * N``
     rows of consecutive groups of N, as CondTSF's loaders), so an ETTh1 epoch at stride 4 is 48
     steps.
 
     Args:
-        optimizer: "adam", "sgd" (momentum) or "sam" (SAM around SGD with momentum, radius rho).
+        optimizer: "adam", "sgd" (momentum), "sam" (SAM around SGD with momentum, radius rho) or
+            "gsam" (adaptive GSAM around it, radius rho, ``gsam_alpha``; CondTSF's FTD experts).
         lr: learning rate; None takes the model's ``adam_lr`` for Adam (5e-3 LTSF-Linear family,
-            1e-3 MLP/CNN/LSTM, 1e-4 transformers) and 5e-4 for SGD/SAM (the experts' rate, as CondTSF's ``buffer.py``).
+            1e-3 MLP/CNN/LSTM, 1e-4 transformers) and 5e-4 for SGD/SAM/GSAM (the experts' rate, as CondTSF's
+            ``buffer.py``).
+        rho: SAM / GSAM radius (None: :data:`DEFAULT_RHO`).
         epochs: maximum number of passes over the training windows.
         patience: early stopping on the validation MSE (standard protocol): stop after
             ``patience`` epochs without improvement and restore the best weights. None disables
@@ -147,6 +163,7 @@ def train_model(
     check_int("epochs", epochs)
     check_int("batch_size", batch_size)
     check_int("patience", patience, optional=True)
+    check_int("test_stride", test_stride)
     if lr is None:
         lr = getattr(model, "adam_lr", DEFAULT_LR["adam"]) if optimizer == "adam" else DEFAULT_LR[optimizer]
     check_number("lr", lr, positive=True)
@@ -161,7 +178,7 @@ def train_model(
 
     device = torch.device(device)
     model.to(device)
-    opt = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, rho=rho)
+    opt = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, rho=rho, gsam_alpha=gsam_alpha)
     generator = torch.Generator().manual_seed(seed)
     rows = window_row_groups(data, windows)
     per_window = rows.shape[1]
@@ -189,7 +206,7 @@ def train_model(
                     loss.backward()
                     return loss
 
-                if optimizer == "sam":
+                if optimizer in ("sam", "gsam"):
                     loss = opt.step(closure)
                 else:
                     loss = closure()
@@ -216,7 +233,7 @@ def train_model(
 
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    test = evaluate(model, data.windows("test", stride=1), seq_len=seq_len, device=device)
+    test = evaluate(model, data.windows("test", stride=test_stride), seq_len=seq_len, device=device)
     return {
         "test_mse": test["mse"],
         "test_mae": test["mae"],

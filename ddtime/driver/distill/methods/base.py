@@ -117,7 +117,7 @@ class DistillMethod(abc.ABC):
     Class attributes:
         name: registry key.
         requires_experts: whether the method needs expert trajectories.
-        expert_optimizer: optimiser the experts are trained with (``"sgd"``; FTD: ``"sam"``).
+        expert_optimizer: optimiser the experts are trained with (``"sgd"``; FTD: its ``expert_optimizer`` option).
         has_unrolled_student: whether :meth:`step` returns the unrolled student's parameters
             (``MethodOutput.student_params``), which DDTime's ``student_side="student"`` needs.
         updates_per_iteration: the loop calls :meth:`step` (or the CondTSF value update) this

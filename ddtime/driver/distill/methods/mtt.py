@@ -1,8 +1,10 @@
 """MTT: matching training trajectories (Cazenavette et al., 2022) for forecasting.
 
 Per iteration: sample an expert trajectory and a start epoch t from ``start_range``; from
-theta*_t take K unrolled SGD steps on random batches of synthetic windows (MSE, functional
-forward, ``create_graph=True`` so the loss reaches the synthetic data); the base loss is
+theta*_t take K unrolled SGD steps (MSE, functional forward, ``create_graph=True`` so the loss
+reaches the synthetic data), each on ``syn_batch`` random synthetic windows with all their
+channels (``SyntheticSet.window_rows``: on a channel-independent series set, the C rows of a
+time window, as CondTSF's ``backbone.py`` draws from ``(W, N, 24, 1)``); the base loss is
 CondTSF's normalised parameter distance
 ``||theta_K - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2``. The sampled trajectory is
 used for ``updates_per_trajectory`` updates (CondTSF's ``multistep``).
@@ -108,8 +110,12 @@ class MTT(DistillMethod):
         if self.label_mix < 1.0:  # the target expert's forecast, differentiable through x (CondTSF)
             target_y = functional_forward(ctx.model, target_params.detach(), x_all)
             y_all = self.label_mix * y_all + (1.0 - self.label_mix) * target_y
+        groups = ctx.synthetic.window_rows()
+        if groups.numel() != windows.shape[0]:
+            raise ValueError(f"windows: expected the synthetic set's {groups.numel()} rows, got {windows.shape[0]}")
         for _ in range(self.syn_steps):
-            idx = torch.randperm(windows.shape[0], generator=ctx.generator)[: self.syn_batch].to(windows.device)
+            pick = torch.randperm(groups.shape[0], generator=ctx.generator)[: self.syn_batch]
+            idx = groups[pick].flatten().to(windows.device)
             loss = torch.nn.functional.mse_loss(functional_forward(ctx.model, student, x_all[idx]), y_all[idx])
             (grad,) = torch.autograd.grad(loss, student, create_graph=True)
             student = student - lr * grad
