@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.distill import CondTSFUpdate, DDTimeTerms, DistillConfig, build_method
 from ddtime.driver.fingerprint import check_fingerprint
-from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings, experts_for, run_distillation, run_identity,
-                              teacher_experts_for
+from ddtime.driver.pipeline import (EvaluationConfig, ExpertSettings, experts_for, run_distillation, run_identity,
+                                    teacher_experts_for)
 
 __all__ = ["VARIANTS", "VARIANT_LABELS", "run_grid", "relative_gain", "accepted_options", "variant_config",
            "markdown_table", "average_gains", "write_tables"]
