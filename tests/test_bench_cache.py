@@ -37,7 +37,7 @@ def test_distill_settings_are_resolved_and_tell_cells_apart():
     base = ["distill", "--data", "synthetic", "--preset", "condtsf", "--method", "mtt", "--out", "x", "--quiet"]
     settings = cell_cache.distill_settings(base)
     assert settings["config"]["iterations"] == 300 and settings["data"]["scale"] == "series"  # the preset's
-    assert settings["evaluation"]["recipe"]["epochs"] == 250
+    assert settings["evaluation"]["recipe"]["epochs"] == 251  # the preset's: CondTSF's range(Epoch + 1)
     assert cell_cache.distill_settings([*base, "--scale", "train"])["data"]["scale"] == "train"
     assert cell_cache.distill_settings([*base, "--eval-epochs", "5"])["evaluation"] != settings["evaluation"]
     assert cell_cache.distill_settings([*base, "--condtsf"])["config"] != settings["config"]

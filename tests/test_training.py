@@ -93,7 +93,7 @@ def test_train_windows_and_determinism(data):
 
 def test_argument_errors(data):
     model = build_model("linear", seq_len=24, pred_len=12, channels=7)
-    with pytest.raises(ValueError, match=r"optimizer: expected one of \('adam', 'sgd', 'sam'\)"):
+    with pytest.raises(ValueError, match=r"optimizer: expected one of \('adam', 'sgd', 'sam', 'gsam'\)"):
         train_model(model, data, optimizer="rmsprop", epochs=1)
     with pytest.raises(ValueError, match="epochs: expected an int >= 1, got 0"):
         train_model(model, data, epochs=0)
