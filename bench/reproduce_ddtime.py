@@ -255,7 +255,7 @@ def _plot_sensitivity(rows: dict, path: pathlib.Path) -> None:
 
 # term balance ---------------------------------------------------------------------------------
 def balance(threads: int) -> None:
-    """grad-norm (default) vs none (SPEC's plain sum), scored on validation (never test)."""
+    """grad-norm (default) vs none (the plain weighted sum), scored on validation (never test)."""
     rows = []
     for protocol, datasets in (("condtsf", CONDTSF_DATASETS), ("standard", ("ETTh1",))):
         grid = Grid(protocol, threads)

@@ -330,3 +330,17 @@ def test_a_term_with_zero_weight_is_skipped(weights, data, experts):
     record = result.history[-1]
     for name, key in (("value", "lambda_val"), ("isib", "lambda_is")):
         assert (name in record) == (weights.get(key, 1.0) != 0.0)
+
+
+def test_method_options_refuse_bools_and_wrong_types():
+    """One validation helper: a bool is not an int (syn_steps=True used to pass), a type error is a TypeError."""
+    from ddtime.driver.distill.methods import build_method
+
+    with pytest.raises(TypeError, match="syn_steps: expected an int, got bool True"):
+        build_method("mtt", syn_steps=True)
+    with pytest.raises(ValueError, match="syn_steps: expected an int >= 1, got 0"):
+        build_method("mtt", syn_steps=0)
+    with pytest.raises(TypeError, match="student_lr: expected a number, got str 'fast'"):
+        build_method("mtt", student_lr="fast")
+    with pytest.raises(ValueError, match="method_options: syn_steps: expected an int, got bool True"):
+        DistillConfig(method="mtt", method_options={"syn_steps": True}).build_method()

@@ -153,7 +153,7 @@ def test_argument_errors(data, tmp_path):
         train_experts(data, model="gru", out_dir=tmp_path)
     with pytest.raises(ValueError, match="optimizer must be one of sgd, sam"):
         train_experts(data, optimizer="adam", out_dir=tmp_path)
-    with pytest.raises(ValueError, match="num_experts must be an int >= 1"):
+    with pytest.raises(ValueError, match="num_experts: expected an int >= 1"):
         train_experts(data, num_experts=0, out_dir=tmp_path)
 
 

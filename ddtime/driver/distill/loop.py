@@ -234,8 +234,8 @@ class DistillRun:
         """One Adam step of the synthetic data from the base loss and DDTime's terms.
 
         Each term's gradient is taken on its own: ``term_balance="none"`` adds
-        ``grad(L_base / detach(L_base)) + lambda_val grad(L_val) + lambda_IS grad(L_IS)`` (SPEC's plain
-        sum); ``"grad-norm"`` scales each term's gradient to unit norm (over all synthetic
+        ``grad(L_base / detach(L_base)) + lambda_val grad(L_val) + lambda_IS grad(L_IS)`` (the plain
+        weighted sum); ``"grad-norm"`` scales each term's gradient to unit norm (over all synthetic
         parameters) before the lambdas apply, so that no term switches another off under Adam's
         per-coordinate scaling. A base loss alone keeps its own gradient (the base method unchanged).
 

@@ -1,8 +1,9 @@
-"""DDTime's plug-in terms: ``lambda_val * L_val + lambda_IS * L_IS`` (SPEC section 3).
+"""DDTime's plug-in terms: ``lambda_val * L_val + lambda_IS * L_IS`` (the DDTime paper; docs/driver.md).
 
 * ``L_val = value_loss(student_side, teacher_side, alpha)``: the teacher side is the forecast of
-  the synthetic inputs by the final checkpoint of a random fully trained expert (eval mode,
-  detached). The student side is the synthetic labels (``student_side="labels"``, default, as
+  the synthetic inputs by a randomly drawn expert at its teacher epoch (its best validation epoch,
+  its final one where the protocol has no validation split: ``ExpertStore.teacher_epoch``), in eval
+  mode, detached (:mod:`ddtime.driver.distill.teacher`). The student side is the synthetic labels (``student_side="labels"``, default, as
   CondTSF's value term) or the unrolled student's forecast of the synthetic inputs
   (``student_side="student"``; needs a method with an unrolled student, ``has_unrolled_student``:
   MTT, FTD, DATM).
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ddtime.driver.checks import check_choice, check_number
 from ddtime.driver.distill.teacher import teacher_predict
 from ddtime.driver.models import functional_forward
 
@@ -45,7 +47,8 @@ def _loss_functions(loss_impl: str):
 
 @dataclass
 class DDTimeTerms:
-    """The weighted DDTime terms; defaults from SPEC section 3."""
+    """The weighted DDTime terms; defaults from the DDTime paper: alpha 0.8, lambda_val 1.0,
+    lambda_IS 0.6 (stable 0.4 to 0.8), tau 1.0."""
 
     alpha: float = 0.8
     lambda_val: float = 1.0
@@ -55,17 +58,12 @@ class DDTimeTerms:
     loss_impl: str = "fused"
 
     def __post_init__(self):
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
+        check_number("alpha", self.alpha, minimum=0.0, maximum=1.0)
         for name in ("lambda_val", "lambda_is"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected a non-negative weight, got {getattr(self, name)!r}")
-        if not self.tau > 0:
-            raise ValueError(f"tau: expected a positive temperature, got {self.tau!r}")
-        if self.student_side not in STUDENT_SIDES:
-            raise ValueError(f"student_side: expected one of {STUDENT_SIDES}, got {self.student_side!r}")
-        if self.loss_impl not in LOSS_IMPLS:
-            raise ValueError(f"loss_impl: expected one of {LOSS_IMPLS}, got {self.loss_impl!r}")
+            check_number(name, getattr(self, name), minimum=0.0)
+        check_number("tau", self.tau, positive=True)
+        check_choice("student_side", self.student_side, STUDENT_SIDES)
+        check_choice("loss_impl", self.loss_impl, LOSS_IMPLS)
         self._value_loss, self._isib_loss = _loss_functions(self.loss_impl)
         self._gradients = _fused_gradients if self.loss_impl == "fused" else _reference_gradients
 

@@ -1,6 +1,6 @@
 """Fresh students trained on a set of windows alone: the recipes, the training, model selection.
 
-Student recipes (SPEC section 4; everything switchable):
+Student recipes (everything switchable):
 
 * ``condtsf``: SGD lr 1e-4, momentum 0.9, batch 64, 250 epochs, constant rate (CondTSF's code;
   its ``utils.evaluate_synset`` runs ``range(Epoch + 1)``, 251 epochs, which the ``condtsf`` preset sets).
@@ -20,12 +20,12 @@ selection (under ``condtsf`` its rows do enter the scaling, :mod:`ddtime.driver.
 """
 from __future__ import annotations
 
-import math
 import statistics
 from typing import Any, Callable, Sequence
 
 import torch
 
+from ddtime.driver.checks import check_int, check_number
 from ddtime.driver.models import build_model
 from ddtime.driver.training import evaluate, train_model
 
@@ -47,13 +47,9 @@ def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None
     recipe["test_stride"] = 1
     for name, value in (("epochs", epochs), ("patience", patience), ("test_stride", test_stride)):
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-            recipe[name] = value
+            recipe[name] = check_int(name, value)
     if lr is not None:
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
-        recipe["lr"] = float(lr)
+        recipe["lr"] = check_number("lr", lr, positive=True)
     return recipe
 
 
@@ -90,8 +86,7 @@ def train_students(windows: torch.Tensor, data, *, model: str = "dlinear", num_s
     "test_mse_std", "test_mae", "test_mae_std", "runs": [{"test_mse", "test_mae", "val_mse",
     "epochs"}, ...]}`` (population std over students).
     """
-    if isinstance(num_students, bool) or not isinstance(num_students, int) or num_students < 1:
-        raise ValueError(f"num_students: expected a positive int, got {num_students!r}")
+    check_int("num_students", num_students)
     recipe = student_recipe(data.protocol) if recipe is None else recipe
     runs = []
     for k in range(num_students):

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from ddtime.driver.checks import check_int
 from ddtime.driver.experts.store import (EXPERT_OPTIMIZERS, ExpertDirectoryBusy, ExpertStore, ExpertWriter,
                                          exclusive, expert_settings)
 from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_params
@@ -38,12 +39,6 @@ def _barrier() -> None:
         dist.barrier(device_ids=[torch.cuda.current_device()])
     else:
         dist.barrier()
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def train_experts(
@@ -81,11 +76,11 @@ def train_experts(
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     if optimizer not in EXPERT_OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(EXPERT_OPTIMIZERS)} for experts, got {optimizer!r}")
-    _check_int("num_experts", num_experts, 1)
-    _check_int("expert_epochs", expert_epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("seed", seed, 0)
-    _check_int("group_size", group_size, 1)
+    check_int("num_experts", num_experts)
+    check_int("expert_epochs", expert_epochs)
+    check_int("batch_size", batch_size)
+    check_int("seed", seed, minimum=0)
+    check_int("group_size", group_size)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     rho = DEFAULT_RHO.get(optimizer, DEFAULT_RHO["sam"]) if rho is None else rho
     if optimizer in ("sam", "gsam") and not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and rho > 0):

@@ -9,7 +9,7 @@ CondTSF's normalised parameter distance
 ``||theta_K - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2``. The sampled trajectory is
 used for ``updates_per_trajectory`` updates (CondTSF's ``multistep``).
 
-Options (SPEC defaults): ``syn_steps`` K 20, ``student_lr`` 3e-4, ``expert_epochs`` M 2,
+Options (MTT's and CondTSF's defaults): ``syn_steps`` K 20, ``student_lr`` 3e-4, ``expert_epochs`` M 2,
 ``max_start_epoch`` 4 (start drawn from [0, 4)), ``updates_per_trajectory`` 2, ``syn_batch`` 64;
 ``learn_lr`` (off) learns log(student lr) with its own Adam lr ``lr_lr``.
 
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ddtime.driver.checks import check_int, check_number
 from ddtime.driver.distill.methods.base import DistillContext, DistillMethod, MethodOutput, register_method
 from ddtime.driver.models import functional_forward
 
@@ -50,12 +51,9 @@ class MTT(DistillMethod):
                  learn_lr: bool = False, lr_lr: float = 0.01, label_mix: float = 0.2, learn_labels: bool = False):
         for name, v in (("syn_steps", syn_steps), ("expert_epochs", expert_epochs), ("max_start_epoch", max_start_epoch),
                         ("updates_per_trajectory", updates_per_trajectory), ("syn_batch", syn_batch)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        if not student_lr > 0:
-            raise ValueError(f"student_lr: expected a positive learning rate, got {student_lr!r}")
-        if not 0.0 <= label_mix <= 1.0:
-            raise ValueError(f"label_mix: expected a value in [0, 1], got {label_mix!r}")
+            check_int(name, v)
+        check_number("student_lr", student_lr, positive=True)
+        check_number("label_mix", label_mix, minimum=0.0, maximum=1.0)
         self.syn_steps, self.student_lr, self.expert_epochs = syn_steps, float(student_lr), expert_epochs
         self.max_start_epoch, self.syn_batch, self.label_mix = max_start_epoch, syn_batch, float(label_mix)
         self.updates_per_iteration = updates_per_trajectory
