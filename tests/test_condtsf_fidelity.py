@@ -28,7 +28,7 @@ def _ctx(data, synthetic, experts, model):
 def _mtt_setup(data, experts, representation="windows", **options):
     synthetic = SyntheticSet.from_data(data, samples=4, representation=representation,
                                        generator=torch.Generator().manual_seed(1))
-    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.n_channels)
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.window_channels)
     method = build_method("mtt", syn_steps=3, **options)
     ctx = _ctx(data, synthetic, experts, model)
     method.prepare(ctx)

@@ -122,7 +122,7 @@ def test_inverse_transform_round_trip():
 @pytest.mark.parametrize("stride", [1, 5])
 def test_window_shapes_and_stride(stride):
     data = D.load_forecasting(None, seq_len=32, pred_len=16, stride=stride)
-    assert data.n_channels == 7 and data.stride == stride
+    assert data.window_channels == 7 and data.stride == stride
     for split in ("train", "val", "test"):
         series = getattr(data, split)
         windows = data.windows(split)
@@ -147,7 +147,7 @@ def test_condtsf_protocol():
     torch.testing.assert_close(data.scaler.std, raw.std(1))  # unbiased, as torch.std in CondTSF
     whole = torch.cat([data.train, data.test], dim=1)
     torch.testing.assert_close(whole, ((raw - raw.mean(1, keepdim=True)) / raw.std(1, keepdim=True)).float())
-    assert data.n_channels == 1
+    assert data.window_channels == 1
     windows = data.windows("train")
     count = (cut - 48) // 4 + 1
     assert windows.shape == (count * n, 1, 48)

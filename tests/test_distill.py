@@ -56,7 +56,7 @@ def test_base_loss_goes_down(method, data, experts, sam_experts):
     losses = _base_losses(result)
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, losses
-    assert result.windows.shape == (6, data.n_channels, SEQ + PRED)
+    assert result.windows.shape == (6, data.window_channels, SEQ + PRED)
     assert not torch.equal(result.final_windows, SyntheticSet.from_data(
         data, samples=6, generator=torch.Generator().manual_seed(0)).windows().detach())
 
@@ -76,7 +76,7 @@ def test_options_run(method, representation, condtsf, ddtime_on, data, experts, 
         terms = [h for h in result.history if "value" in h]
         assert terms and all(math.isfinite(h["value"]) and 0 <= h["isib"] <= 1 for h in terms)
     assert torch.isfinite(result.windows).all()
-    assert result.windows.shape[1:] == (data.n_channels, SEQ + PRED)
+    assert result.windows.shape[1:] == (data.window_channels, SEQ + PRED)
 
 
 def test_config_holds_the_update_and_the_terms_and_keeps_the_flat_record():
@@ -128,7 +128,7 @@ def test_learnable_student_lr(data, experts):
 
 def test_dm_random_network_needs_no_experts(data):
     result = distill(data, _config("dm", iterations=3, method_options={"network": "random"}))
-    assert result.windows.shape == (6, data.n_channels, SEQ + PRED)
+    assert result.windows.shape == (6, data.window_channels, SEQ + PRED)
     with pytest.raises(ValueError, match="experts"):
         distill(data, _config("mtt", iterations=1))
 
@@ -222,7 +222,7 @@ def test_fused_and_reference_terms_give_the_same_synthetic_set(data, experts):
 
 
 def test_ddtime_terms_values(data, experts):
-    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.n_channels)
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.window_channels)
     windows = data.windows("train")[:5].clone()
     teacher = experts.trajectory(0)[-1]
     terms = DDTimeTerms(alpha=0.5, lambda_val=2.0, lambda_is=0.3, loss_impl="reference")
@@ -242,11 +242,11 @@ def test_ddtime_terms_values(data, experts):
 def test_synthetic_series_representation(data, condtsf_data):
     gen = torch.Generator().manual_seed(0)
     syn = SyntheticSet.from_data(data, samples=3, representation="series", stride=4, generator=gen)
-    assert syn.values.shape == (data.n_channels, 2 * 4 + SEQ + PRED)
+    assert syn.values.shape == (data.window_channels, 2 * 4 + SEQ + PRED)
     windows = syn.windows()
-    assert windows.shape == (3, data.n_channels, SEQ + PRED)
+    assert windows.shape == (3, data.window_channels, SEQ + PRED)
     torch.testing.assert_close(windows[1], syn.values[:, 4:4 + SEQ + PRED])
-    new = torch.randn(3, data.n_channels, PRED)
+    new = torch.randn(3, data.window_channels, PRED)
     syn.blend_labels(new, 1.0)
     # steps 40..43 belong to the last window's label only; step 32 to the labels of windows
     # 0 (offset 8), 1 (offset 4) and 2 (offset 0), written in that order (the last one wins at beta 1)
@@ -263,14 +263,14 @@ def test_soft_labels_are_separate(data):
     before = syn.values.detach().clone()
     syn.enable_soft_labels()
     assert len(syn.parameters()) == 2
-    syn.blend_labels(torch.zeros(4, data.n_channels, PRED), 1.0)
+    syn.blend_labels(torch.zeros(4, data.window_channels, PRED), 1.0)
     assert torch.equal(syn.values.detach(), before) and float(syn.labels().detach().abs().sum()) == 0.0
 
 
 def test_condtsf_value_update(data, experts):
     assert [i for i in range(9) if CondTSFUpdate().is_due(i)] == [2, 5, 8]
     assert [i for i in range(9) if CondTSFUpdate(gap=4).is_due(i)] == [3, 7]
-    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.n_channels)
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.window_channels)
     syn = SyntheticSet.from_data(data, samples=4, generator=torch.Generator().manual_seed(0))
     teacher = experts.trajectory(1)[-1]
     x, y = syn.inputs().detach().clone(), syn.labels().detach().clone()

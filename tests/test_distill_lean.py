@@ -207,7 +207,7 @@ class _Noisy(torch.nn.Module):
 
 
 def test_teacher_forecaster_equals_teacher_predict_and_follows_the_rows(experts, data):
-    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.n_channels).train()
+    model = build_model("dlinear", seq_len=SEQ, pred_len=PRED, channels=data.window_channels).train()
     forecaster = TeacherForecaster(model)
     x = data.windows("train")[:5, :, :SEQ]
     for i in range(experts.num_experts):

@@ -54,7 +54,7 @@ def test_more_data_and_real_training_help(data):
 def test_validator_and_random_subset(data):
     score = make_validator(data, recipe=student_recipe("standard", epochs=3))
     windows = random_subset(data, 6, seed=1)
-    assert windows.shape == (6, data.n_channels, SEQ + PRED)
+    assert windows.shape == (6, data.window_channels, SEQ + PRED)
     assert score(windows) == score(windows) > 0
     assert not torch.equal(windows, random_subset(data, 6, seed=2))
     with pytest.raises(ValueError, match="size"):

@@ -204,7 +204,7 @@ def test_stacked_training_equals_one_train_model_run_per_expert(protocol, stride
     from ddtime.driver.training import train_model
 
     data = ddtime.driver.data.load_forecasting(None, protocol=protocol, seq_len=24, pred_len=12, stride=stride)
-    build = lambda i: build_model("dlinear", seq_len=24, pred_len=12, channels=data.n_channels, seed=i)  # noqa: E731
+    build = lambda i: build_model("dlinear", seq_len=24, pred_len=12, channels=data.window_channels, seed=i)  # noqa: E731
     nets, got = [build(i) for i in (3, 4)], [[], []]
     train_stacked(nets, data, seeds=[3, 4], optimizer=optimizer, lr=5e-4, epochs=2,
                   on_epoch_end=lambda _e, flats: [got[g].append(f) for g, f in enumerate(flats)])
@@ -227,7 +227,7 @@ def test_teacher_is_the_best_validation_epoch(tmp_path):
 
     data = ddtime.driver.data.load_forecasting(None, seq_len=24, pred_len=12)
     store = train_experts(data, num_experts=2, expert_epochs=5, lr=0.5, out_dir=tmp_path / "std", quiet=True)
-    probe = build_model("dlinear", seq_len=24, pred_len=12, channels=data.n_channels)
+    probe = build_model("dlinear", seq_len=24, pred_len=12, channels=data.window_channels)
     val = data.windows("val", stride=1)
     for i, entry in enumerate(store.entries):
         scores = [evaluate(probe_with(probe, row), val, seq_len=24)["mse"] for row in store.trajectory(i)[1:]]

@@ -75,8 +75,9 @@ class ForecastData:
     source_sha256: str = ""
 
     @property
-    def n_channels(self) -> int:
-        """Channels per window seen by the models: N, or 1 under condtsf (channel-independent)."""
+    def window_channels(self) -> int:
+        """Channels of a window, as the models see them: N, or 1 under condtsf (channel-independent
+        windows; ``channels`` still lists all N)."""
         return 1 if self.protocol == "condtsf" else len(self.channels)
 
     @property

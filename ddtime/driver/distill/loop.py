@@ -127,7 +127,7 @@ def _set_rng_state(generator: torch.Generator, state: dict[str, torch.Tensor]) -
 
 
 def _template_model(config: DistillConfig, data) -> torch.nn.Module:
-    model = build_model(config.model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+    model = build_model(config.model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.window_channels,
                         seed=config.seed, **config.model_kwargs)
     return model.to(config.device)
 

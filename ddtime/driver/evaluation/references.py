@@ -121,8 +121,8 @@ def evaluate_synthetic(windows: torch.Tensor, data, *, models: Sequence[str] = (
     """
     if not isinstance(windows, torch.Tensor) or windows.dim() != 3:
         raise ValueError(f"windows: expected a [S, N, L] tensor, got {getattr(windows, 'shape', type(windows))}")
-    if windows.shape[1] != data.n_channels or windows.shape[2] != data.seq_len + data.pred_len:
-        raise ValueError(f"windows: expected [S, {data.n_channels}, {data.seq_len + data.pred_len}] for this data, "
+    if windows.shape[1] != data.window_channels or windows.shape[2] != data.seq_len + data.pred_len:
+        raise ValueError(f"windows: expected [S, {data.window_channels}, {data.seq_len + data.pred_len}] for this data, "
                          f"got {tuple(windows.shape)}")
     recipe = student_recipe(data.protocol) if recipe is None else recipe
     if baselines and subset is None:

@@ -73,7 +73,7 @@ def run_stats(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
 
 def build_student(model: str, data, seed: int, model_kwargs: dict | None):
     """A fresh ``model`` for ``data``'s lengths and channels, initialised with ``seed``."""
-    return build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels, seed=seed,
+    return build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.window_channels, seed=seed,
                        **(model_kwargs or {}))
 
 

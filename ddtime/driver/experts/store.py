@@ -92,7 +92,7 @@ def expert_settings(
 ) -> dict:
     """Everything that determines an expert's trajectory, as stored in the manifest (``gsam_alpha`` only
     for GSAM experts, so that SGD / SAM stores keep their settings hash)."""
-    net = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+    net = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.window_channels,
                       **(model_kwargs or {}))
     spec = param_spec(net)
     settings = {
@@ -101,7 +101,7 @@ def expert_settings(
         "seq_len": data.seq_len,
         "pred_len": data.pred_len,
         "stride": data.stride,
-        "channels": data.n_channels,
+        "channels": data.window_channels,
         "data_fingerprint": data_fingerprint(data),
         "model": model.lower(),
         "model_kwargs": dict(sorted((model_kwargs or {}).items())),

@@ -108,11 +108,11 @@ def train_experts(
         bar = tqdm(total=len(todo) * expert_epochs, desc=f"{desc} (epochs)", disable=quiet)
         test_windows = data.windows("test", stride=1)
         val_windows = data.windows("val", stride=1) if data.val is not None else None
-        probe = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+        probe = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.window_channels,
                             **(model_kwargs or {})).to(device)  # evaluates snapshots
         for first in range(0, len(todo), group_size):
             chunk = todo[first:first + group_size]
-            nets = [build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.n_channels,
+            nets = [build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.window_channels,
                                 seed=seed + i, **(model_kwargs or {})) for i in chunk]
             snapshots = [[flat_params(net).cpu()] for net in nets]
             val_mse: list[list[float]] = [[] for _ in chunk]
