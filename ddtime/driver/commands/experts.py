@@ -55,6 +55,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 def run(args: argparse.Namespace) -> int:
     """``ddtime experts``: train (or resume) the experts and print their test MSE / MAE."""
     preset = preset_defaults(args.preset) if args.preset else {}
+    if "expert_lr" in preset:  # --lr here is the experts' rate
+        preset["lr"] = preset.pop("expert_lr")
     defaults = {"protocol": "standard", "num_experts": FULL_DEFAULTS["num_experts"],
                 "expert_epochs": FULL_DEFAULTS["expert_epochs"]}
     chosen = fill_defaults(args, {**defaults, **preset})

@@ -95,12 +95,16 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="method hyper-parameter, e.g. syn_steps=10 (repeatable)")
     parser.add_argument("--num-experts", type=positive_int, default=None, help="expert trajectories (default 40)")
     parser.add_argument("--expert-epochs", type=positive_int, default=None, help="epochs per expert (default 80)")
+    parser.add_argument("--expert-lr", type=positive_float, default=None,
+                        help="experts' learning rate (default: the optimiser's, SGD 5e-4)")
     parser.add_argument("--experts", default=None, help="expert directory (default OUT/experts)")
     parser.add_argument("--students", type=positive_int, default=None, help="evaluation students (default 5)")
     parser.add_argument("--eval-models", type=model_list, default=(),
                         help="extra comma-separated student architectures")
     parser.add_argument("--eval-epochs", type=positive_int, default=None, help="student epochs (default: recipe)")
     parser.add_argument("--eval-lr", type=positive_float, default=None, help="student lr (default: recipe)")
+    parser.add_argument("--eval-optimizer", choices=("adam", "sgd"), default=None,
+                        help="student optimiser (default: the protocol's; sgd = the experts' SGD with momentum 0.9)")
     parser.add_argument("--full-epochs", type=positive_int, default=None, help="full-data reference epochs (10)")
     parser.add_argument("--select-every", type=non_negative_int, default=None,
                         help="validation selection every N iterations (0 = keep the final set)")
@@ -131,7 +135,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         chosen["method_defaults"] = args.method_defaults
     defaults = {**FULL_DEFAULTS, "protocol": "standard", "representation": "windows", "stride": 4, **preset,
                 **(QUICK_DEFAULTS if quick else {})}
-    if preset:
+    if preset and "samples" not in preset:
         defaults.pop("samples")  # set by load_data from the dataset's condensing rate
     chosen.update(fill_defaults(args, defaults))
     if args.threads is not None:
@@ -202,11 +206,13 @@ def expert_settings(args: argparse.Namespace) -> ExpertSettings:
     epochs and seed (``--expert-seed``, default ``--seed``)."""
     directory = pathlib.Path(args.experts) if args.experts else pathlib.Path(args.out) / "experts"
     seed = args.seed if args.expert_seed is None else args.expert_seed
-    return ExpertSettings(directory=directory, num_experts=args.num_experts, epochs=args.expert_epochs, seed=seed)
+    return ExpertSettings(directory=directory, num_experts=args.num_experts, epochs=args.expert_epochs, seed=seed,
+                          lr=args.expert_lr)
 
 
 def evaluation_config(args: argparse.Namespace, protocol: str) -> EvaluationConfig:
     """The evaluation of a resolved command line under ``protocol`` (the data's)."""
     return EvaluationConfig(students=args.students, models=args.eval_models,
-                            recipe=student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr),
+                            recipe=student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr,
+                                                  optimizer=args.eval_optimizer),
                             full_epochs=args.full_epochs)

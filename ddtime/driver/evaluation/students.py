@@ -7,6 +7,8 @@ Student recipes (SPEC section 4; everything switchable):
   64, at most 300 epochs, patience 20, constant lr 1e-3. TSLib's recipe (lr 1e-4 halved every
   epoch, patience 3) assumes hundreds of steps per epoch; on a 10-window set an epoch is one
   step, so the rate stays constant and patience counts more epochs.
+* ``optimizer="sgd"`` (either protocol): the experts' optimiser instead, SGD with momentum 0.9 at
+  the recipe's lr (the ``standard`` preset: lr 1e-2, the experts' own rate), the rest unchanged.
 
 Model selection (the validation score used to pick the best synthetic set during distillation)
 uses the validation split under ``standard`` and, since the ``condtsf`` protocol has none, the
@@ -28,8 +30,9 @@ __all__ = ["student_recipe", "validation_windows", "train_students", "make_valid
 
 
 def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None = None,
-                   patience: int | None = None) -> dict[str, Any]:
-    """``train_model`` keyword arguments for students trained on a synthetic set under ``protocol``."""
+                   patience: int | None = None, optimizer: str | None = None) -> dict[str, Any]:
+    """``train_model`` keyword arguments for students trained on a synthetic set under ``protocol``;
+    ``optimizer`` (``"adam"`` or ``"sgd"``, momentum 0.9) replaces the protocol's."""
     if protocol == "condtsf":
         recipe = {"optimizer": "sgd", "lr": 1e-4, "epochs": 250, "batch_size": 64, "patience": None,
                   "momentum": 0.9, "lr_schedule": "constant"}
@@ -38,6 +41,14 @@ def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None
                   "lr_schedule": "constant"}
     else:
         raise ValueError(f"protocol: expected 'standard' or 'condtsf', got {protocol!r}")
+    if optimizer is not None and optimizer != recipe["optimizer"]:
+        if optimizer == "sgd":
+            recipe.update(optimizer="sgd", momentum=0.9)
+        elif optimizer == "adam":
+            recipe["optimizer"] = "adam"
+            recipe.pop("momentum")
+        else:
+            raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {optimizer!r}")
     for name, value in (("epochs", epochs), ("patience", patience)):
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
