@@ -68,10 +68,10 @@ class Runner:
     """Runs (or reuses) the experts and cells of one work folder."""
 
     def __init__(self, work: pathlib.Path, threads: int, common: list[str], students: int,
-                 num_experts: int | None):
+                 num_experts: int | None, code: str | None = None):
         self.work, self.threads, self.common, self.students = work, threads, common, students
         self.num_experts = num_experts
-        self.code = source_hash()
+        self.code = code or source_hash()
 
     def experts(self, dataset: str) -> pathlib.Path:
         out = self.work / dataset / f"experts-{self.code}"
@@ -237,10 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "standard_protocol.md"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table-only", action="store_true", help="only the cells already on disk")
+    parser.add_argument("--source-hash", default=None,
+                        help="with --table-only: the cells of this source hash (an earlier code version) instead of "
+                             "the current source's")
     args = parser.parse_args(argv)
     common = [*(["--num-experts", str(args.num_experts)] if args.num_experts else []),
               *(["--iterations", str(args.iterations)] if args.iterations else [])]
-    runner = Runner(pathlib.Path(args.work), args.threads, common, args.students, args.num_experts)
+    if args.source_hash and not args.table_only:
+        parser.error("--source-hash: only with --table-only (new cells always run the current source)")
+    runner = Runner(pathlib.Path(args.work), args.threads, common, args.students, args.num_experts,
+                    args.source_hash)
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
     settings = (f"preset standard{' ' + ' '.join(common) if common else ''}, {args.students} students, "

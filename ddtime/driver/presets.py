@@ -14,13 +14,13 @@
   set is selected every 50 iterations on held-back training windows, never on test.
 
 ``standard`` is TSLib's 96 -> 96 protocol with one optimiser throughout, so that a set is judged by
-the students it was matched to (``bench/results/standard_protocol.md`` has the measurements that
+the students it was matched to (``bench/results/standard_recipe.md`` has the measurements that
 chose it):
 
 * data: the ``standard`` protocol (TSLib's splits, 96 -> 96), S = 10 windows;
 * experts: 40 x 20 epochs, SGD lr 1e-2 momentum 0.9, batch 64 (at SPEC's 5e-4 an expert is still at
-  test MSE 0.63 after the 6 epochs MTT matches, worse than 10 random windows; at 1e-2 it passes
-  0.44 after one epoch and ends at 0.39, the full-data model's level, so every matched segment
+  test MSE 0.63 after the 6 epochs MTT matches, worse than 10 random windows; at 1e-2 it is at
+  0.44 after two epochs and ends at 0.39, the full-data model's level, so every matched segment
   holds useful models);
 * unrolled student (MTT, DATM): plain SGD, K = 20 steps, its lr learned (``learn_lr``) from 1e-2 (on
   ETTh1 it rises to about 0.16; a fixed 0.1 scored 0.522 against the learned rate's 0.512), the rest
