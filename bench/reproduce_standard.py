@@ -86,17 +86,20 @@ class Runner:
             (out / "seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
         return out
 
+    def options(self, method: str, variant: str, seed: int) -> list[str]:
+        return ["--method", method, *VARIANTS[variant], "--seed", str(seed), *self.common, "--students",
+                str(self.students)]
+
     def cell(self, dataset: str, method: str, variant: str, seed: int) -> dict:
         """results.json of one cell with ``adam`` (the TSLib column) and ``out_dir`` added."""
-        options = ["--method", method, *VARIANTS[variant], "--seed", str(seed), *self.common,
-                   "--students", str(self.students)]
-        out = cell_dir(self.work, dataset, options, self.code)
+        out = cell_dir(self.work, dataset, self.options(method, variant, seed), self.code)
         if not (out / "results.json").exists():
             experts = self.experts(dataset)
-            argv = ["distill", "--preset", "standard", "--data", dataset, *options, "--experts", str(experts),
+            argv = ["distill", "--preset", "standard", "--data", dataset, *self.options(method, variant, seed),
+                    "--experts", str(experts),
                     "--expert-seed", "0", "--out", str(out), "--threads", str(self.threads), "--quiet", "--resume"]
             if ddtime_main(argv) != 0:
-                raise SystemExit(f"cell {dataset} {options} failed")
+                raise SystemExit(f"cell {dataset} {method} {variant} seed {seed} failed")
         results = json.loads((out / "results.json").read_text())
         adam_path = out / "adam.json"
         if not adam_path.exists():
@@ -238,29 +241,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table-only", action="store_true", help="only the cells already on disk")
     parser.add_argument("--source-hash", default=None,
-                        help="with --table-only: the cells of this source hash (an earlier code version) instead of "
-                             "the current source's")
+                        help="with --table-only: comma-separated source hashes (earlier code versions); each cell "
+                             "is read from the first that has it, instead of the current source's")
     args = parser.parse_args(argv)
     common = [*(["--num-experts", str(args.num_experts)] if args.num_experts else []),
               *(["--iterations", str(args.iterations)] if args.iterations else [])]
     if args.source_hash and not args.table_only:
         parser.error("--source-hash: only with --table-only (new cells always run the current source)")
-    runner = Runner(pathlib.Path(args.work), args.threads, common, args.students, args.num_experts,
-                    args.source_hash)
+    codes = args.source_hash.split(",") if args.source_hash else [source_hash()]
+    runner = Runner(pathlib.Path(args.work), args.threads, common, args.students, args.num_experts, codes[0])
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
     settings = (f"preset standard{' ' + ' '.join(common) if common else ''}, {args.students} students, "
-                f"source {runner.code}")
+                f"source {', '.join(codes)}")
     cells: dict = {}
     for dataset in [d for d in args.datasets.split(",") if d]:
         for seed in range(args.seeds):  # seed-major: every variant at seed 0 first
             for method in methods:
                 for variant in VARIANTS:
-                    options = ["--method", method, *VARIANTS[variant], "--seed", str(seed), *common,
-                               "--students", str(args.students)]
-                    done = (cell_dir(runner.work, dataset, options, runner.code) / "results.json").exists()
-                    if args.table_only and not done:
+                    found = [c for c in codes if (cell_dir(runner.work, dataset, runner.options(method, variant, seed),
+                                                           c) / "results.json").exists()]
+                    if args.table_only and not found:
                         continue
+                    runner.code = found[0] if found else codes[0]
                     r = runner.cell(dataset, method, variant, seed)
                     cells.setdefault(dataset, {}).setdefault((method, variant), []).append(r)
                     write_table(pathlib.Path(args.out), cells, argv, settings)
