@@ -142,12 +142,14 @@ def _fmt(values: list[float]) -> str:
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
+        return f"{values[0]:.3f} (1 seed)"
     return f"{statistics.fmean(values):.3f} ± {statistics.pstdev(values):.3f}"
 
 
 def write_table(path: pathlib.Path, cells: dict, argv: list[str], settings: str) -> None:
-    """cells: {dataset: {(method, variant): [results per seed]}}."""
+    """cells: {dataset: {(method, variant): [results per seed]}}; HDT's other datasets as columns too
+    (``-``: not run)."""
+    cells = {**cells, **{d: {} for d in HDT if d not in cells}}
     datasets = list(cells)
     lines = ["# The standard protocol (96 -> 96, DLinear), one consistent recipe: `--preset standard`", "",
              f"Command: `python bench/reproduce_standard.py {' '.join(argv)}` ({settings}; torch {torch.__version__}, "
@@ -169,7 +171,7 @@ def write_table(path: pathlib.Path, cells: dict, argv: list[str], settings: str)
             lines.append(f"| {label} | " + " | ".join(parts) + " |")
 
         def first_seeds(d):
-            return next(iter(cells[d].values()))
+            return next(iter(cells[d].values()), [])
 
         row("random", lambda d: ([_column(r, column, "random_subset") for r in first_seeds(d)],
                                  [_column(r, column, "random_subset", "test_mae") for r in first_seeds(d)]))
@@ -179,9 +181,9 @@ def write_table(path: pathlib.Path, cells: dict, argv: list[str], settings: str)
                     lambda d: ([_column(r, column) for r in cells[d].get((method, variant), [])],
                                [_column(r, column, metric="test_mae") for r in cells[d].get((method, variant), [])]))
         lines.append("| HDT (published) | " + " | ".join(
-            f"{HDT.get(d, {}).get('HDT', '-')} | -" for d in datasets) + " |")
-        row("full data", lambda d: ([_column(first_seeds(d)[0], column, "full_data")],
-                                    [_column(first_seeds(d)[0], column, "full_data", "test_mae")]))
+            f"{HDT[d]['HDT']:.3f} | -" if "HDT" in HDT.get(d, {}) else "- | -" for d in datasets) + " |")
+        row("full data", lambda d: ([_column(r, column, "full_data") for r in first_seeds(d)[:1]],
+                                    [_column(r, column, "full_data", "test_mae") for r in first_seeds(d)[:1]]))
         lines += ["", *checks(cells, column), ""]
     lines += ["## Published (HDT, AAAI 2026, DLinear; secondary source)", "",
               "| dataset | " + " | ".join(["HDT", "CondTSF", "MTT", "random", "full data"]) + " |", "|---|" + "---|" * 5]
@@ -192,6 +194,8 @@ def write_table(path: pathlib.Path, cells: dict, argv: list[str], settings: str)
               "selection | evaluation | iterations |", "|---|---|---|---|---|"]
     for d in datasets:
         runs = [r for rs in cells[d].values() for r in rs]
+        if not runs:
+            continue
         lines.append(f"| {d} | {statistics.fmean(r['distill_seconds'] - r['select_seconds'] for r in runs):.0f} | "
                      f"{statistics.fmean(r['select_seconds'] for r in runs):.0f} | "
                      f"{statistics.fmean(r['evaluate_seconds'] for r in runs):.0f} | "
@@ -204,6 +208,8 @@ def checks(cells: dict, column: str) -> list[str]:
     std of the best variant; +DDTime at or below HDT's number."""
     out = []
     for d, table in cells.items():
+        if not table:
+            continue
         rand = statistics.fmean(_column(r, column, "random_subset") for r in next(iter(table.values())))
         for method in METHODS:
             runs = {v: [_column(r, column) for r in table.get((method, v), [])] for v in VARIANTS}
@@ -260,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in methods:
                 for variant in VARIANTS:
                     found = [c for c in codes if (cell_dir(runner.work, dataset, runner.options(method, variant, seed),
-                                                           c) / "results.json").exists()]
+                                                           c) / "adam.json").exists()]  # written last
                     if args.table_only and not found:
                         continue
                     runner.code = found[0] if found else codes[0]
