@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     parser.add_argument("--num-experts", type=int, default=None, help="default: the preset's")
     parser.add_argument("--iterations", type=int, default=None, help="default: the preset's")
     parser.add_argument("--students", type=int, default=5)
@@ -269,13 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(pathlib.Path(args.work), args.threads, common, args.students, args.num_experts, codes[0])
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
+    unknown = [v for v in args.variants.split(",") if v and v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: expected names from {', '.join(VARIANTS)}, got {', '.join(unknown)}")
     settings = (f"preset standard{' ' + ' '.join(common) if common else ''}, {args.students} students, "
                 f"source {', '.join(codes)}")
     cells: dict = {}
     for dataset in [d for d in args.datasets.split(",") if d]:
         for seed in range(args.seeds):  # seed-major: every variant at seed 0 first
             for method in methods:
-                for variant in VARIANTS:
+                for variant in [v for v in args.variants.split(",") if v]:
                     found = [c for c in codes if (cell_dir(runner.work, dataset, runner.options(method, variant, seed),
                                                            c) / "adam.json").exists()]  # written last
                     if args.table_only and not found:
