@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--variants: expected names from {', '.join(VARIANTS)}, got {', '.join(unknown)}")
     settings = (f"preset standard{' ' + ' '.join(common) if common else ''}, {args.students} students, "
                 f"source {', '.join(codes)}")
+    if args.table_only:
+        settings += ("; the cells were computed by the same command without --table-only / --source-hash, one "
+                     "process per dataset or method subset (--datasets, --methods, --variants)")
     cells: dict = {}
     for dataset in [d for d in args.datasets.split(",") if d]:
         for seed in range(args.seeds):  # seed-major: every variant at seed 0 first
