@@ -150,7 +150,8 @@ def _fmt(values: list[float], single: str = " (1 seed)") -> str:
         return "-"
     if len(values) == 1:
         return f"{values[0]:.3f}{single}"
-    return f"{statistics.fmean(values):.3f} ± {statistics.pstdev(values):.3f}"
+    seeds = f" ({len(values)} seeds)" if len(values) < 3 else ""
+    return f"{statistics.fmean(values):.3f} ± {statistics.pstdev(values):.3f}{seeds}"
 
 
 def write_table(path: pathlib.Path, cells: dict, argv: list[str], settings: str) -> None:
