@@ -33,7 +33,8 @@ __all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "teacher_experts
 class ExpertSettings:
     """Where a run's experts live and how many of how many epochs it needs (the architecture is the
     run's model, the optimiser its method's ``expert_optimizer``, the experts' recipe of
-    :func:`ddtime.driver.experts.train_experts` otherwise).
+    :func:`ddtime.driver.experts.train_experts` otherwise; ``lr``: the experts' learning rate, None = the
+    optimiser's default).
 
     ``directory`` itself is used when it holds experts of the run's settings, else a subdirectory
     named after them (:func:`ddtime.driver.experts.ensure_experts`).
@@ -43,6 +44,7 @@ class ExpertSettings:
     num_experts: int = 40
     epochs: int = 80
     seed: int = 0
+    lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def experts_for(data, config: DistillConfig, method: DistillMethod, settings: Ex
     if not (method.requires_experts or config.needs_teacher):
         return None
     return ensure_experts(data, directory=settings.directory, model=config.model, num_experts=settings.num_experts,
-                          expert_epochs=settings.epochs, optimizer=method.expert_optimizer, seed=settings.seed,
+                          expert_epochs=settings.epochs, optimizer=method.expert_optimizer, lr=settings.lr,
+                          seed=settings.seed,
                           device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
 
 

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     models = args.models or model_list(meta.get("model", "dlinear"))
     scale = args.scale or meta.get("scale")  # default: the scaling the set was distilled under
     data = load_forecasting(data_arg, protocol=protocol, seq_len=seq_len, pred_len=pred_len, scale=scale)
-    recipe = student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr, test_stride=args.test_stride)
+    recipe = student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr, test_stride=args.test_stride,
+                            optimizer=args.eval_optimizer)
     students = args.students if args.students is not None else EvaluationConfig.students
     results = evaluate_synthetic(windows, data, models=models, num_students=students, recipe=recipe,
                                  seed=args.seed, device=args.device, quiet=args.quiet,

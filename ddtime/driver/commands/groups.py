@@ -71,6 +71,9 @@ def add_expert_options(parser: argparse.ArgumentParser, *, directory: bool) -> N
     group.add_argument("--expert-epochs", type=positive_int, default=None,
                        help=f"epochs per expert (default {ExpertSettings.epochs})")
     if directory:
+        group.add_argument("--expert-lr", type=positive_float, default=None,
+                           help="experts' learning rate when they are trained on demand (default: the optimiser's, "
+                                f"SGD {DEFAULT_LR['sgd']}; preset standard: 1e-2)")
         group.add_argument("--experts", default=None, help="expert directory (default OUT/experts)")
         group.add_argument("--expert-seed", type=non_negative_int, default=None,
                            help="seed of the experts (default --seed): several distillation seeds can share one "
@@ -153,6 +156,9 @@ def add_evaluation_options(parser: argparse.ArgumentParser, *, references: bool)
                        help=f"fresh students per architecture (default {EvaluationConfig.students})")
     group.add_argument("--eval-epochs", type=positive_int, default=None, help="student epochs (default: recipe)")
     group.add_argument("--eval-lr", type=positive_float, default=None, help="student learning rate (default: recipe)")
+    group.add_argument("--eval-optimizer", choices=("adam", "sgd"), default=None,
+                       help="student optimiser (default: the protocol's; sgd = the experts' SGD with momentum 0.9; "
+                            "preset standard: sgd)")
     group.add_argument("--test-stride", type=positive_int, default=None,
                        help="score every k-th test window (default 1; preset condtsf: 12, as CondTSF's distill.py)")
     if references:

@@ -78,7 +78,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     defaults = {**FULL_DEFAULTS, "protocol": "standard", "representation": DistillConfig.representation,
                 "series_stride": DistillConfig.stride, **preset,
                 **(QUICK_DEFAULTS if quick else {})}
-    if preset:
+    if preset and "samples" not in preset:
         defaults.pop("samples")  # set by load_data from the dataset's condensing rate
     chosen.update(fill_defaults(args, defaults))
     if args.threads is not None:
@@ -148,12 +148,13 @@ def expert_settings(args: argparse.Namespace) -> ExpertSettings:
     epochs and seed (``--expert-seed``, default ``--seed``)."""
     directory = pathlib.Path(args.experts) if args.experts else pathlib.Path(args.out) / "experts"
     seed = args.seed if args.expert_seed is None else args.expert_seed
-    return ExpertSettings(directory=directory, num_experts=args.num_experts, epochs=args.expert_epochs, seed=seed)
+    return ExpertSettings(directory=directory, num_experts=args.num_experts, epochs=args.expert_epochs, seed=seed,
+                          lr=args.expert_lr)
 
 
 def evaluation_config(args: argparse.Namespace, protocol: str) -> EvaluationConfig:
     """The evaluation of a resolved command line under ``protocol`` (the data's)."""
     return EvaluationConfig(students=args.students, models=args.eval_models,
                             recipe=student_recipe(protocol, epochs=args.eval_epochs, lr=args.eval_lr,
-                                                  test_stride=args.test_stride),
+                                                  test_stride=args.test_stride, optimizer=args.eval_optimizer),
                             full_epochs=args.full_epochs)

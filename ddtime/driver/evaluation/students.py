@@ -8,6 +8,8 @@ Student recipes (everything switchable):
   64, at most 300 epochs, patience 20, constant lr 1e-3. TSLib's recipe (lr 1e-4 halved every
   epoch, patience 3) assumes hundreds of steps per epoch; on a 10-window set an epoch is one
   step, so the rate stays constant and patience counts more epochs.
+* ``optimizer="sgd"`` (either protocol): the experts' optimiser instead, SGD with momentum 0.9 at
+  the recipe's lr (the ``standard`` preset: lr 1e-2, the experts' own rate), the rest unchanged.
 
 Test windows are scored at stride ``test_stride`` (1: every window; CondTSF's ``distill.py`` scores
 its test range at stride 12, which the ``condtsf`` preset sets).
@@ -25,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ddtime.driver.checks import check_int, check_number
+from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.models import build_model
 from ddtime.driver.training import evaluate, train_model
 
@@ -34,8 +36,10 @@ __all__ = ["student_recipe", "validation_windows", "train_students", "make_valid
 
 
 def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None = None,
-                   patience: int | None = None, test_stride: int | None = None) -> dict[str, Any]:
-    """``train_model`` keyword arguments for students trained on a synthetic set under ``protocol``."""
+                   patience: int | None = None, test_stride: int | None = None,
+                   optimizer: str | None = None) -> dict[str, Any]:
+    """``train_model`` keyword arguments for students trained on a synthetic set under ``protocol``;
+    ``optimizer`` (``"adam"`` or ``"sgd"``, momentum 0.9) replaces the protocol's."""
     if protocol == "condtsf":
         recipe = {"optimizer": "sgd", "lr": 1e-4, "epochs": 250, "batch_size": 64, "patience": None,
                   "momentum": 0.9, "lr_schedule": "constant"}
@@ -45,6 +49,13 @@ def student_recipe(protocol: str, *, epochs: int | None = None, lr: float | None
     else:
         raise ValueError(f"protocol: expected 'standard' or 'condtsf', got {protocol!r}")
     recipe["test_stride"] = 1
+    if optimizer is not None and optimizer != recipe["optimizer"]:
+        check_choice("optimizer", optimizer, ("adam", "sgd"))
+        if optimizer == "sgd":
+            recipe.update(optimizer="sgd", momentum=0.9)
+        else:
+            recipe["optimizer"] = "adam"
+            recipe.pop("momentum")
     for name, value in (("epochs", epochs), ("patience", patience), ("test_stride", test_stride)):
         if value is not None:
             recipe[name] = check_int(name, value)
