@@ -193,8 +193,6 @@ def average_gains(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[int, float,
 def write_tables(rows: Sequence[dict[str, Any]], out_dir, *, stem: str = "compare", title: str = "ddtime compare",
                  note: str = "") -> tuple[pathlib.Path, pathlib.Path]:
     """Write ``stem.csv`` and ``stem.md`` into ``out_dir``; returns their paths."""
-    from ddtime.driver.atomic import atomic_write_bytes
-
     out_dir = pathlib.Path(out_dir)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from ddtime.driver.classification.data import ClassificationData
 from ddtime.driver.classification.evaluate import accuracy, train_classifier
 from ddtime.driver.classification.networks import build_network, resolve_arch
-from ddtime.driver.experts.store import ExpertStore, ExpertWriter, exclusive
+from ddtime.driver.experts.store import ExpertStore
+from ddtime.driver.experts.writer import ExpertWriter, exclusive
 from ddtime.driver.models.params import flat_params, param_spec
 
 __all__ = ["train_trajectories", "trajectory_settings", "classification_fingerprint"]
@@ -75,7 +76,7 @@ def train_trajectories(data: ClassificationData, *, out_dir, arch: str = "auto",
     accuracy are written atomically as soon as it is done. Experts already stored in
     ``out_dir`` with the same settings are kept (a killed run resumes); a manifest with other
     settings raises ``ValueError``; a second process training into ``out_dir`` at the same time
-    raises :class:`~ddtime.driver.experts.store.ExpertDirectoryBusy`.
+    raises :class:`~ddtime.driver.experts.writer.ExpertDirectoryBusy`.
     Returns the :class:`ExpertStore` of ``out_dir``.
     """
     if num_trajectories < 1 or epochs < 1:

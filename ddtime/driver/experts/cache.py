@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pathlib
 
-from ddtime.driver.experts.store import MANIFEST, ExpertStore, data_fingerprint
-from ddtime.driver.experts.train import train_experts
+from ddtime.driver.experts.layout import MANIFEST
+from ddtime.driver.experts.store import ExpertStore
+from ddtime.driver.experts.train import data_fingerprint, train_experts
 from ddtime.driver.training import DEFAULT_LR
 
 __all__ = ["ensure_experts"]

@@ -4,7 +4,8 @@
 expert's parameters after every epoch, the initial ones included (DLinear, 40 experts x 80
 epochs, SGD lr 5e-4, momentum 0.9, batch 64; ddtime's FTD: SAM with rho 0.05; CondTSF's FTD,
 ``buffer.py``: adaptive GSAM with rho 2.0 and alpha 0.4 around that SGD), into the
-layout of :mod:`ddtime.driver.experts.store` (written by its :class:`ExpertWriter`). Expert ``i``
+layout of :mod:`ddtime.driver.experts.layout` (written by :class:`ddtime.driver.experts.writer.ExpertWriter`);
+the forecasting experts' settings (:func:`expert_settings`) live here, beside their trainer. Expert ``i``
 uses seed ``seed + i`` for its initialisation and its shuffling order. The manifest is rewritten after each expert, so a
 killed run resumes at the next unfinished expert; the directory is locked against a second process.
 
@@ -13,6 +14,8 @@ i with ``i % world_size == r``; rank 0 writes the manifest after a final barrier
 """
 from __future__ import annotations
 
+import hashlib
+import math
 from pathlib import Path
 
 import torch
@@ -20,12 +23,69 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ddtime.driver.checks import check_int
-from ddtime.driver.experts.store import (EXPERT_OPTIMIZERS, ExpertDirectoryBusy, ExpertStore, ExpertWriter,
-                                         exclusive, expert_settings)
-from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_params
+from ddtime.driver.experts.store import ExpertStore
+from ddtime.driver.experts.writer import ExpertDirectoryBusy, ExpertWriter, exclusive
+from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_params, param_spec
 from ddtime.driver.training import DEFAULT_GSAM_ALPHA, DEFAULT_LR, DEFAULT_RHO, evaluate, train_stacked
 
-__all__ = ["train_experts", "ExpertDirectoryBusy", "dist_rank_world"]
+__all__ = ["train_experts", "ExpertDirectoryBusy", "dist_rank_world", "EXPERT_OPTIMIZERS", "expert_settings",
+           "data_fingerprint"]
+
+#: the optimisers experts are trained with (SGD; SAM for ddtime's FTD; GSAM for CondTSF's FTD)
+EXPERT_OPTIMIZERS = ("sgd", "sam", "gsam")
+
+
+def data_fingerprint(data) -> str:
+    """sha256 (16 hex digits) of the scaled training series and the window lengths."""
+    h = hashlib.sha256()
+    train = data.train.detach().to("cpu", torch.float32).contiguous()
+    h.update(repr((tuple(train.shape), data.protocol, data.seq_len, data.pred_len)).encode())
+    h.update(train.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def expert_settings(
+    data,
+    *,
+    model: str,
+    model_kwargs: dict | None,
+    expert_epochs: int,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    batch_size: int,
+    rho: float,
+    seed: int,
+    gsam_alpha: float | None = None,
+) -> dict:
+    """Everything that determines an expert's trajectory, as stored in the manifest (``gsam_alpha`` only
+    for GSAM experts, so that SGD / SAM stores keep their settings hash)."""
+    net = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.window_channels,
+                      **(model_kwargs or {}))
+    spec = param_spec(net)
+    settings = {
+        "dataset": data.name,
+        "protocol": data.protocol,
+        "seq_len": data.seq_len,
+        "pred_len": data.pred_len,
+        "stride": data.stride,
+        "channels": data.window_channels,
+        "data_fingerprint": data_fingerprint(data),
+        "model": model.lower(),
+        "model_kwargs": dict(sorted((model_kwargs or {}).items())),
+        "expert_epochs": expert_epochs,
+        "optimizer": optimizer,
+        "lr": float(lr),
+        "momentum": float(momentum),
+        "batch_size": batch_size,
+        "rho": float(rho) if optimizer in ("sam", "gsam") else None,
+        "seed": seed,
+        "param_spec": [[name, list(shape)] for name, shape in spec],
+        "num_params": sum(math.prod(shape) for _, shape in spec),
+    }
+    if optimizer == "gsam":
+        settings["gsam_alpha"] = float(gsam_alpha)
+    return settings
 
 
 def dist_rank_world() -> tuple[int, int]:
