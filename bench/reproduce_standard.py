@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 from ddtime.driver.atomic import atomic_write_bytes  # noqa: E402
 from ddtime.driver.commands import main as ddtime_main  # noqa: E402
+from results_writer import source_hash  # noqa: E402
 
 DATASETS = ("ETTh1", "ETTh2", "ETTm1")
 METHODS = ("mtt", "datm")
@@ -53,15 +54,6 @@ NOTES = ("How the recipe was chosen: `bench/results/standard_recipe.md`. electri
 COLUMNS = ("preset", "adam")
 COLUMN_TITLES = {"preset": "the preset's students (SGD momentum 0.9, lr 1e-2, early stopping on validation)",
                  "adam": "TSLib's Adam students (lr 1e-3, early stopping on validation)"}
-
-
-def source_hash() -> str:
-    """sha256 (12 hex) of the package source: every ``ddtime/**/*.py`` and ``csrc/**`` file, path and bytes."""
-    h = hashlib.sha256()
-    files = sorted([*(REPO / "ddtime").rglob("*.py"), *(p for p in (REPO / "csrc").rglob("*") if p.is_file())])
-    for path in files:
-        h.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:12]
 
 
 def cell_dir(work: pathlib.Path, dataset: str, argv: list[str], code: str) -> pathlib.Path:

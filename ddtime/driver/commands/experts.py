@@ -2,21 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 
 import torch
-import torch.distributed as dist
 
 from ddtime.driver.commands.groups import (add_data_options, add_expert_options, add_expert_recipe_options,
                                            add_run_options)
 from ddtime.driver.commands.options import FULL_DEFAULTS, fill_defaults
 from ddtime.driver.data import load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
+from ddtime.driver.distill.distributed import torchrun_group
 from ddtime.driver.experts import dist_rank_world, train_experts
 from ddtime.driver.presets import preset_defaults
 
 __all__ = ["configure_parser", "run"]
+
+#: collectives of expert training wait this long for the slowest rank (a rank may train for hours)
+EXPERT_COLLECTIVE_TIMEOUT_S = 24 * 3600.0
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -47,13 +48,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device is available")
-    own_group = False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        if device == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=datetime.timedelta(hours=24))
-        own_group = True
-    try:
+    with torchrun_group(device, timeout_s=EXPERT_COLLECTIVE_TIMEOUT_S) as device:
         data = load_forecasting(args.data, protocol=args.protocol, seq_len=seq_len, pred_len=pred_len,
                                 stride=stride, scale=args.scale)
         store = train_experts(data, model=args.model, num_experts=args.num_experts,
@@ -68,7 +63,4 @@ def run(args: argparse.Namespace) -> int:
                 summary[key] = f"{values.mean():.4f} +- {values.std(unbiased=False):.4f}"
             print(f"{store.num_experts} experts ({args.model}, {data.name}, {args.protocol} {seq_len}->{pred_len}) "
                   f"in {store.out_dir}: test MSE {summary['test_mse']}, MAE {summary['test_mae']}")
-    finally:
-        if own_group:
-            dist.destroy_process_group()
     return 0

@@ -3,8 +3,8 @@
 * ``L_val = value_loss(student_side, teacher_side, alpha)``: the teacher side is the forecast of
   the synthetic inputs by a randomly drawn expert at its teacher epoch (its best validation epoch,
   its final one where the protocol has no validation split: ``ExpertStore.teacher_epoch``), in eval
-  mode, detached (:mod:`ddtime.driver.distill.teacher`). The student side is the synthetic labels (``student_side="labels"``, default, as
-  CondTSF's value term) or the unrolled student's forecast of the synthetic inputs
+  mode, detached (:mod:`ddtime.driver.distill.teacher`). The student side is the synthetic labels
+  (``student_side="labels"``, default, as CondTSF's value term) or the unrolled student's forecast of the synthetic inputs
   (``student_side="student"``; needs a method with an unrolled student, ``has_unrolled_student``:
   MTT, FTD, DATM).
 * ``L_IS = isib_loss(windows, tau)`` over the whole synthetic set ``[S, N, L]``.
