@@ -67,13 +67,14 @@ class Runner:
     """Runs (or reuses) the experts and cells of one work folder."""
 
     def __init__(self, work: pathlib.Path, threads: int, common: list[str], students: int,
-                 num_experts: int | None, code: str | None = None):
+                 num_experts: int | None, code: str | None = None, experts_code: str | None = None):
         self.work, self.threads, self.common, self.students = work, threads, common, students
         self.num_experts = num_experts
         self.code = code or source_hash()
+        self.experts_code = experts_code
 
     def experts(self, dataset: str) -> pathlib.Path:
-        out = self.work / dataset / f"experts-{self.code}"
+        out = self.work / dataset / f"experts-{self.experts_code or self.code}"
         if not (out / "manifest.json").exists() or not json.loads((out / "manifest.json").read_text()).get("complete",
                                                                                                          True):
             argv = ["experts", "--preset", "standard", "--data", dataset, "--out", str(out), "--quiet",
@@ -252,15 +253,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table-only", action="store_true", help="only the cells already on disk")
     parser.add_argument("--source-hash", default=None,
-                        help="with --table-only: comma-separated source hashes (earlier code versions); each cell "
-                             "is read from the first that has it, instead of the current source's")
+                        help="comma-separated source hashes (earlier code versions): each cell is read from the "
+                             "first that has it; without --table-only, cells none has run at the current source")
+    parser.add_argument("--experts-source", default=None, metavar="HASH",
+                        help="reuse the experts trained at this earlier source hash (the expert code unchanged "
+                             "since) instead of training them again at the current source")
     args = parser.parse_args(argv)
     common = [*(["--num-experts", str(args.num_experts)] if args.num_experts else []),
               *(["--iterations", str(args.iterations)] if args.iterations else [])]
-    if args.source_hash and not args.table_only:
-        parser.error("--source-hash: only with --table-only (new cells always run the current source)")
-    codes = args.source_hash.split(",") if args.source_hash else [source_hash()]
-    runner = Runner(pathlib.Path(args.work), args.threads, common, args.students, args.num_experts, codes[0])
+    codes = args.source_hash.split(",") if args.source_hash else []
+    if not args.table_only or not codes:  # new cells always run the current source; listed ones are reused
+        codes = [source_hash(), *codes]
+    runner = Runner(pathlib.Path(args.work), args.threads, common, args.students, args.num_experts, codes[0],
+                    args.experts_source)
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [v for v in args.variants.split(",") if v and v not in VARIANTS]
