@@ -127,20 +127,23 @@ def test_windows_vjp_is_the_backward_of_windows(representation, soft_labels, dat
 
 # 2. no host synchronisation per update; the history at flushes only ------------------------
 def _refuse_conversions(monkeypatch, allowed):
-    """Make ``float()``, ``.item()`` and ``.tolist()`` of a floating-point tensor raise, except on
-    ``allowed`` (torch.optim keeps Adam's step counters on the CPU by design)."""
-    for name in ("__float__", "item", "tolist"):
+    """Make ``float()``, ``.item()`` and ``.tolist()`` of a floating-point tensor and ``bool()`` of any
+    tensor raise, except on ``allowed`` (torch.optim keeps Adam's step counters on the CPU by design)."""
+    for name in ("__float__", "__bool__", "item", "tolist"):
         original = getattr(torch.Tensor, name)
 
         def guarded(self, *args, _name=name, _original=original):
-            if self.is_floating_point() and not any(self is t for t in allowed):
+            numeric = self.is_floating_point() or _name == "__bool__"  # bool(): comparisons' results too
+            if numeric and not any(self is t for t in allowed):
                 raise AssertionError(f"Tensor.{_name} called on a {tuple(self.shape)} tensor inside the update")
             return _original(self, *args)
 
         monkeypatch.setattr(torch.Tensor, name, guarded)
 
 
-@pytest.mark.parametrize("setup", [{}, {"term_balance": "none", "student_side": "student"}, {"ddtime": False}])
+@pytest.mark.parametrize("setup", [{}, {"term_balance": "none", "student_side": "student"}, {"ddtime": False},
+                                   {"method_options": {"learn_lr": True}},
+                                   {"method": "datm", "method_options": {"learn_lr": True, "window_every": 2}}])
 def test_an_iteration_converts_no_tensor_to_a_number(setup, data, experts, monkeypatch):
     run = DistillRun(data, _config(**setup), experts=experts)
     run.iteration(0)  # creates the optimiser state
@@ -258,3 +261,12 @@ def test_the_store_refuses_trajectories_past_its_memory_bound(experts):
     for bad in (0, -5, 1.5, True):
         with pytest.raises(ValueError, match="memory_limit"):
             ExpertStore(experts.out_dir, memory_limit=bad)
+
+
+def test_a_trajectory_whose_start_and_target_coincide_is_refused_before_the_device(data, experts, monkeypatch):
+    """The zero-distance check runs on the store's rows (host), not on the loss (device)."""
+    run = DistillRun(data, _config(ddtime=False), experts=experts)
+    frozen = experts.trajectory(0)[:1].expand_as(experts.trajectory(0))
+    monkeypatch.setattr(type(experts), "trajectory", lambda self, i: frozen)
+    with pytest.raises(RuntimeError, match="coincide"):
+        run.iteration(0)

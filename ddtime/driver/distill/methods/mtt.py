@@ -34,11 +34,10 @@ __all__ = ["MTT", "normalized_param_distance"]
 
 
 def normalized_param_distance(student: torch.Tensor, start: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``||student - target||^2 / ||start - target||^2`` (all ``[P]``), 0-dim."""
-    denom = (start - target).pow(2).sum()
-    if not denom > 0:
-        raise RuntimeError("expert trajectory: start and target parameters coincide (zero distance)")
-    return (student - target).pow(2).sum() / denom
+    """``||student - target||^2 / ||start - target||^2`` (all ``[P]``), 0-dim. The caller makes sure
+    start and target differ (:meth:`MTT._trajectory` checks the rows on the host, before they reach
+    the device, so that the update never waits for the device)."""
+    return (student - target).pow(2).sum() / (start - target).pow(2).sum()
 
 
 @register_method
@@ -89,11 +88,16 @@ class MTT(DistillMethod):
         return [{"params": [self.log_lr], "lr": self.lr_lr}] if self.log_lr is not None else []
 
     def _trajectory(self, ctx: DistillContext, iteration: int) -> tuple[torch.Tensor, int]:
+        """``([2, P], start)``: the start and target parameters of this iteration's draw, on the device."""
         if self._sampled is None or self._sampled[0] != iteration:
             expert = ctx.randint(0, ctx.experts.num_experts)
             lo, hi = self._clamped_range(iteration)
             start = ctx.randint(lo, hi)
-            self._sampled = (iteration, ctx.experts.trajectory(expert).to(ctx.device), start)
+            rows = ctx.experts.trajectory(expert)[[start, start + self.expert_epochs]]
+            if torch.equal(rows[0], rows[1]):  # the store's rows, on the host: no device wait
+                raise RuntimeError(f"expert trajectory {expert}: the parameters at epochs {start} and "
+                                   f"{start + self.expert_epochs} coincide (zero distance)")
+            self._sampled = (iteration, rows.to(ctx.device), start)
         return self._sampled[1], self._sampled[2]
 
     def unroll(self, ctx: DistillContext, start_params: torch.Tensor, windows: torch.Tensor,
@@ -111,22 +115,22 @@ class MTT(DistillMethod):
         groups = ctx.synthetic.window_rows()
         if groups.numel() != windows.shape[0]:
             raise ValueError(f"windows: expected the synthetic set's {groups.numel()} rows, got {windows.shape[0]}")
-        for _ in range(self.syn_steps):
-            pick = torch.randperm(groups.shape[0], generator=ctx.generator)[: self.syn_batch]
-            idx = groups[pick].flatten().to(windows.device)
+        picks = torch.stack([torch.randperm(groups.shape[0], generator=ctx.generator)[: self.syn_batch]
+                             for _ in range(self.syn_steps)])  # [K, batch]: one copy to the device per update
+        picks = groups[picks].flatten(1).to(windows.device)
+        for idx in picks:
             loss = torch.nn.functional.mse_loss(functional_forward(ctx.model, student, x_all[idx]), y_all[idx])
             (grad,) = torch.autograd.grad(loss, student, create_graph=True)
             student = student - lr * grad
         return student
 
     def step(self, ctx: DistillContext, iteration: int) -> MethodOutput:
-        trajectory, start = self._trajectory(ctx, iteration)
-        start_params, target_params = trajectory[start], trajectory[start + self.expert_epochs]
+        (start_params, target_params), start = self._trajectory(ctx, iteration)
         student = self.unroll(ctx, start_params, ctx.synthetic.windows(), target_params)
         loss = normalized_param_distance(student, start_params, target_params)
         metrics = {"start_epoch": float(start)}
         if self.log_lr is not None:
-            metrics["student_lr"] = float(self.log_lr.detach().exp())
+            metrics["student_lr"] = self.log_lr.detach().exp()  # a number at flush_history()
         return MethodOutput(loss=loss, student_params=student, metrics=metrics)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
