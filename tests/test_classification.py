@@ -9,14 +9,15 @@ from torch.nn import functional as F
 
 pytest.importorskip("sklearn")
 
-from ddtime.driver.classification import (ClassificationData, build_network, distill_classifier,  # noqa: E402
-                                          evaluate_synthetic, load_digits, matching_loss, train_trajectories)
+from ddtime.driver.classification import (ClassificationData, build_network, classifier_network,  # noqa: E402
+                                          distill_classifier, evaluate_synthetic, load_digits, matching_loss,
+                                          train_trajectories)
 from ddtime.driver.classification import trajectories as trajectories_module  # noqa: E402
 from ddtime.driver.classification.classwise import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
                                                    tgdd_class_loss)
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance  # noqa: E402
 from ddtime.driver.experts import ExpertStore  # noqa: E402
-from ddtime.driver.models.params import flat_params, functional_forward  # noqa: E402
+from ddtime.driver.models.params import assign_flat_params, flat_params, functional_forward  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -122,12 +123,12 @@ def test_trajectories(trajectories, digits):
     assert trajectories.task == "classification" and trajectories.complete
     assert (s["arch"], s["sample_shape"], s["num_classes"], s["expert_epochs"]) == ("convnet", [1, 8, 8], 10, 3)
     assert s["num_params"] == snaps.shape[2]
-    # the template and the rebuilt experts are the classifiers: the last snapshot has the stored accuracy
-    expert = trajectories.build_expert(1)
-    assert type(expert) is type(trajectories.network()) and torch.equal(flat_params(expert), snaps[1, -1])
+    # the network of the settings is the classifier: with the last snapshot it has the stored accuracy
+    template = classifier_network(s)
+    assert type(template) is type(net) and flat_params(template).numel() == snaps.shape[2]
+    expert = assign_flat_params(classifier_network(s), snaps[1, -1])
     x = digits.test_x[:7]
-    torch.testing.assert_close(expert(x), functional_forward(trajectories.network(), snaps[1, -1], x))
-    torch.testing.assert_close(flat_params(trajectories.build_expert(0, epoch=2)), snaps[0, 2])
+    torch.testing.assert_close(expert(x), functional_forward(template, snaps[1, -1], x))
     acc = (expert(digits.test_x).argmax(1) == digits.test_y).double().mean()
     assert float(acc) == pytest.approx(trajectories.entries[1]["test_acc"])
 
@@ -207,7 +208,7 @@ def test_classwise_matching_and_constraint_plain():
 def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
     """The first TGDD update of class 0 equals plain SGD on ||mu_real - mu_syn||^2 + alpha * F / 2048 * CE."""
     ipc, lr = 3, 0.1
-    net = trajectories.network()
+    net = classifier_network(trajectories.settings)
     result = distill_classifier(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
                      batch_real=10_000, quiet=True)
     # replay the run's random draws: trajectory, stage, expert stage
@@ -241,7 +242,7 @@ def test_few_iterations_reduce_matching_loss(method, digits, trajectories):
     assert result.x.shape == (50, 1, 8, 8) and torch.equal(result.y, init_y)
     assert len(result.matching) == 15 and all(math.isfinite(v) for v in result.matching)
     assert len(result.constraint) == (15 if method == "tgdd" else 0)
-    net = trajectories.network()
+    net = classifier_network(trajectories.settings)
     if method == "tgdd":
         encoders = [trajectories.trajectory(i)[j] for i in range(2) for j in range(4)]
     else:

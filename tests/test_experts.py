@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 import ddtime.driver.data
 from ddtime.driver.commands.experts import configure_parser, run
 from ddtime.driver.experts import ExpertStore, train_experts
-from ddtime.driver.models import build_model, flat_params, num_params
+from ddtime.driver.experts.train import forecasting_network
+from ddtime.driver.models import assign_flat_params, build_model, flat_params, num_params
 from ddtime.driver.training import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def test_layout_and_contents(data, reference):
         torch.testing.assert_close(trajectory[0], flat_params(init))
         assert all(not torch.equal(trajectory[k], trajectory[k + 1]) for k in range(2))
         # the stored test metrics are those of the final parameters
-        metrics = evaluate(store.build_expert(i), data.windows("test"), seq_len=24)
+        metrics = evaluate(assign_flat_params(forecasting_network(s), trajectory[-1]), data.windows("test"), seq_len=24)
         assert entry["test_mse"] == pytest.approx(metrics["mse"], rel=1e-5)
         assert entry["test_mae"] == pytest.approx(metrics["mae"], rel=1e-5)
     assert not torch.equal(store.trajectory(0), store.trajectory(1))
@@ -247,3 +248,15 @@ def probe_with(model, flat):
     from ddtime.driver.models import assign_flat_params
 
     return assign_flat_params(model, flat)
+
+
+def test_experts_package_builds_no_classifier():
+    """The expert store serves both tasks without importing the classification side: each task builds its
+    own network from the stored settings (forecasting_network here, classifier_network there)."""
+    import ast
+
+    for path in sorted((REPO / "ddtime" / "driver" / "experts").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("ddtime.driver.classification") for n in names), f"{path.name} imports {names}"

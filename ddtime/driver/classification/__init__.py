@@ -12,8 +12,8 @@ from ddtime.driver.classification.data import ClassificationData, load_digits
 from ddtime.driver.classification.distill import ClassifierDistillResult, distill_classifier, matching_loss
 from ddtime.driver.classification.evaluate import accuracy, evaluate_synthetic, train_classifier
 from ddtime.driver.classification.networks import MLP, ConvNet, build_network
-from ddtime.driver.classification.trajectories import train_trajectories, trajectory_settings
+from ddtime.driver.classification.trajectories import classifier_network, train_trajectories, trajectory_settings
 
 __all__ = ["ClassificationData", "load_digits", "ClassifierDistillResult", "distill_classifier", "matching_loss", "accuracy",
            "evaluate_synthetic", "train_classifier", "MLP", "ConvNet", "build_network", "train_trajectories",
-           "trajectory_settings"]
+           "trajectory_settings", "classifier_network"]

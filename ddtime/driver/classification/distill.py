@@ -45,6 +45,7 @@ from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.classification.data import ClassificationData
 from ddtime.driver.classification.classwise import constraint_cross_entropy
 from ddtime.driver.classification.networks import build_network
+from ddtime.driver.classification.trajectories import classifier_network
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance
 from ddtime.driver.experts.store import ExpertStore
 from ddtime.driver.models.params import flat_params, functional_forward
@@ -125,7 +126,7 @@ def distill_classifier(data: ClassificationData, *, ipc: int, method: str = "tgd
         if shape != data.sample_shape or classes != data.num_classes:
             raise ValueError(f"experts: trained on samples {shape} with {classes} classes, data has "
                              f"{data.sample_shape} and {data.num_classes}")
-        template = experts.network()
+        template = classifier_network(experts.settings)
         snapshots = experts.trajectories()  # [N, M, P]
         num_experts, m = snapshots.shape[:2]
         alpha = default_alpha(ipc) if alpha is None else float(alpha)

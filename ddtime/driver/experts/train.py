@@ -29,7 +29,7 @@ from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_p
 from ddtime.driver.training import DEFAULT_GSAM_ALPHA, DEFAULT_LR, DEFAULT_RHO, evaluate, train_stacked
 
 __all__ = ["train_experts", "ExpertDirectoryBusy", "dist_rank_world", "EXPERT_OPTIMIZERS", "expert_settings",
-           "data_fingerprint"]
+           "forecasting_network", "data_fingerprint"]
 
 #: the optimisers experts are trained with (SGD; SAM for ddtime's FTD; GSAM for CondTSF's FTD)
 EXPERT_OPTIMIZERS = ("sgd", "sam", "gsam")
@@ -86,6 +86,14 @@ def expert_settings(
     if optimizer == "gsam":
         settings["gsam_alpha"] = float(gsam_alpha)
     return settings
+
+
+def forecasting_network(settings: dict) -> torch.nn.Module:
+    """A fresh model of the architecture that forecasting expert settings (:func:`expert_settings`, an
+    ``ExpertStore``'s ``settings``) describe; its weights are no expert's: give it one's with
+    ``assign_flat_params(net, store.trajectory(i)[epoch])`` or use it with ``functional_forward``."""
+    return build_model(settings["model"], seq_len=settings["seq_len"], pred_len=settings["pred_len"],
+                       channels=settings["channels"], **settings["model_kwargs"])
 
 
 def dist_rank_world() -> tuple[int, int]:
