@@ -260,3 +260,32 @@ def test_experts_package_builds_no_classifier():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.startswith("ddtime.driver.classification") for n in names), f"{path.name} imports {names}"
+
+
+def test_cache_reuses_only_the_settings_training_would_write(data, tmp_path):
+    """ensure_experts reuses a store only when every stored setting is the one train_experts would write:
+    experts trained with another momentum (a setting ensure_experts does not take) are not reused."""
+    from ddtime.driver.experts import ensure_experts
+
+    other = train_experts(data, num_experts=1, expert_epochs=1, momentum=0.5, out_dir=tmp_path, quiet=True)
+    store = ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True)
+    assert store.out_dir != other.out_dir and store.settings["momentum"] == 0.9
+    assert store.settings == {k: v for k, v in other.settings.items() if k != "momentum"} | {"momentum": 0.9}
+    assert ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True).out_dir == store.out_dir
+
+
+def test_cache_follows_a_new_setting(data, tmp_path, monkeypatch):
+    """A setting added to forecasting_settings takes part in the cache's decision without the cache listing it:
+    stored experts without it are not reused."""
+    from ddtime.driver.experts import cache, ensure_experts, train
+
+    old = ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True)
+    original = train.forecasting_settings
+
+    def with_new_setting(*args, **kwargs):
+        return {**original(*args, **kwargs), "new_setting": 1}
+
+    monkeypatch.setattr(train, "forecasting_settings", with_new_setting)
+    monkeypatch.setattr(cache, "forecasting_settings", with_new_setting, raising=False)
+    new = ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True)
+    assert new.out_dir != old.out_dir and new.settings["new_setting"] == 1
