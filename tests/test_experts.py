@@ -35,7 +35,7 @@ def reference(data, tmp_path_factory):
 
 def test_layout_and_contents(data, reference):
     store = ExpertStore(reference)
-    assert store.num_experts == 2 and store.complete and store.indices == [0, 1]
+    assert store.num_experts == store.manifest["num_experts"] == 2 and store.indices == [0, 1]
     manifest = json.loads((reference / "manifest.json").read_text())
     s = manifest["settings"]
     assert (s["model"], s["optimizer"], s["lr"], s["momentum"], s["batch_size"]) == ("dlinear", "sgd", 5e-4, 0.9, 64)
@@ -56,10 +56,6 @@ def test_layout_and_contents(data, reference):
         assert entry["test_mse"] == pytest.approx(metrics["mse"], rel=1e-5)
         assert entry["test_mae"] == pytest.approx(metrics["mae"], rel=1e-5)
     assert not torch.equal(store.trajectory(0), store.trajectory(1))
-    assert store.matches(model="DLinear", expert_epochs=2, num_experts=2)
-    assert not store.matches(expert_epochs=3) and not store.matches(num_experts=3)
-    with pytest.raises(ValueError, match="unknown expert setting"):
-        store.matches(epochs=2)
     with pytest.raises(IndexError, match=r"i must be in \[0, 2\), got 2"):
         store.trajectory(2)
 
@@ -91,11 +87,11 @@ def test_resume_after_interrupted_run(data, reference, tmp_path):
     with pytest.raises(Interrupt):
         train_experts(data, out_dir=tmp_path, on_expert_end=crash, **SETTINGS)
     partial = ExpertStore(tmp_path)
-    assert partial.num_experts == 1 and not partial.complete
+    assert partial.indices == [0] and partial.manifest["num_experts"] == 2
     assert not list(tmp_path.glob("*.tmp"))
     trained = []
     store = train_experts(data, out_dir=tmp_path, on_expert_end=lambda i, e: trained.append(i), **SETTINGS)
-    assert trained == [1] and store.complete
+    assert trained == [1] and store.indices == [0, 1]
     ref = ExpertStore(reference)
     for i in range(2):
         torch.testing.assert_close(store.trajectory(i), ref.trajectory(i))
@@ -166,7 +162,9 @@ def test_command_line_with_sam(tmp_path, capsys):
     assert run(args) == 0
     assert "1 experts (dlinear, synthetic, condtsf 24->24)" in capsys.readouterr().out
     store = ExpertStore(tmp_path)
-    assert store.matches(optimizer="sam", rho=0.05, seq_len=24, pred_len=24, channels=1, protocol="condtsf")
+    s = store.settings
+    assert (s["optimizer"], s["rho"], s["seq_len"], s["pred_len"], s["channels"], s["protocol"]) == \
+        ("sam", 0.05, 24, 24, 1, "condtsf")
     assert store.trajectory(0).shape[0] == 2
 
 
@@ -189,7 +187,7 @@ def test_torchrun_two_ranks(reference, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("2 experts (dlinear") == 1  # only rank 0 reports
     store, ref = ExpertStore(out), ExpertStore(reference)
-    assert store.complete and store.num_experts == 2
+    assert store.indices == [0, 1] and store.manifest["num_experts"] == 2
     assert store.manifest["settings"] == ref.manifest["settings"]
     for i in range(2):
         torch.testing.assert_close(store.trajectory(i), ref.trajectory(i), rtol=1e-5, atol=1e-6)

@@ -50,7 +50,7 @@ from ddtime.driver.distill.matching import default_alpha, mean_embedding_distanc
 from ddtime.driver.experts.store import ExpertStore
 from ddtime.driver.models.params import flat_params, functional_forward
 
-__all__ = ["ClassifierDistillResult", "distill_classifier", "matching_loss", "DEFAULT_LR_PER_SAMPLE"]
+__all__ = ["ClassifierDistillResult", "distill_classifier", "DEFAULT_LR_PER_SAMPLE"]
 
 #: chosen on a validation split carved from digits' training split (bench/results/tgdd_lr_validation.md)
 DEFAULT_LR_PER_SAMPLE = 1.0
@@ -182,18 +182,3 @@ def distill_classifier(data: ClassificationData, *, ipc: int, method: str = "tgd
                        "alpha": alpha, "constraint_weight": weight, "region": region if method == "tgdd" else None,
                        "seed": seed, "arch": experts.settings["arch"] if method == "tgdd" else arch}
     return result
-
-
-@torch.no_grad()
-def matching_loss(x: torch.Tensor, y: torch.Tensor, data: ClassificationData, net: torch.nn.Module,
-                  flat: torch.Tensor | None = None) -> float:
-    """Sum over classes of the squared mean-embedding distance between all real training samples
-    and the synthetic ``x [S, ...]`` (labels ``y [S]``) under ``net`` (or ``net`` with ``flat`` params)."""
-    flat = flat_params(net) if flat is None else flat
-    total = 0.0
-    for c, idx in enumerate(data.class_indices()):
-        s = x[y == c]
-        if s.shape[0]:
-            total += float(mean_embedding_distance(_embed(net, flat, data.train_x[idx]),
-                                                   _embed(net, flat, s)))
-    return total

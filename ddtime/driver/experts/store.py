@@ -52,11 +52,6 @@ class ExpertStore:
     def num_experts(self) -> int:
         return len(self.entries)
 
-    @property
-    def complete(self) -> bool:
-        """Whether all ``manifest["num_experts"]`` experts of the run are stored."""
-        return set(range(self.manifest["num_experts"])) <= set(self.indices)
-
     def trajectory(self, i: int) -> torch.Tensor:
         """[expert_epochs + 1, P] float32 (CPU), row 0 = initial parameters: a view of the kept
         tensor (read it, do not modify it; ``.clone()`` for a copy of your own)."""
@@ -108,23 +103,6 @@ class ExpertStore:
     def teacher_test_mse(self) -> float:
         """Mean test MSE of the experts' teacher checkpoints."""
         return sum(e.get("teacher_test_mse", e["test_mse"]) for e in self.entries) / len(self.entries)
-
-    def matches(self, **settings) -> bool:
-        """True when every given setting equals the manifest's (``num_experts``: at least that many stored)."""
-        known = set(self.settings) | {"num_experts"}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ValueError(f"unknown expert setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        for key, value in settings.items():
-            if key == "num_experts":
-                if self.num_experts < value:
-                    return False
-            elif key == "model" and isinstance(value, str):
-                if value.lower() != self.settings["model"]:
-                    return False
-            elif self.settings[key] != value:
-                return False
-        return True
 
     def __repr__(self) -> str:
         model = self.settings["arch" if self.task == "classification" else "model"]
