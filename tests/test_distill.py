@@ -46,7 +46,7 @@ def _base_losses(result):
 
 
 # --- every method, every option -------------------------------------------------------------
-@pytest.mark.parametrize("method", ["mtt", "ftd", "datm", "dm"])
+@pytest.mark.parametrize("method", ["mtt", "ftd", "datm", "dm", "dc"])
 def test_base_loss_goes_down(method, data, experts, sam_experts):
     store = sam_experts if METHODS[method].expert_optimizer == "sam" else experts
     extra = {"method_options": {"max_start_epoch": 1, "initial_window": (0, 1)}} if method == "datm" else {}
