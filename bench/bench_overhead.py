@@ -51,9 +51,9 @@ from ddtime.driver.distill import DDTimeTerms, DistillConfig, DistillRun, Method
 from ddtime.driver.experts import ensure_experts  # noqa: E402
 
 VARIANTS = {
-    "base": {"ddtime": None},
-    "ddtime-fused": {"ddtime": DDTimeTerms(loss_impl="fused")},
-    "ddtime-reference": {"ddtime": DDTimeTerms(loss_impl="reference")},
+    "base": {"ddtime_terms": None},
+    "ddtime-fused": {"ddtime_terms": DDTimeTerms(loss_impl="fused")},
+    "ddtime-reference": {"ddtime_terms": DDTimeTerms(loss_impl="reference")},
 }
 
 SETTINGS = {

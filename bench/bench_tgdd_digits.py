@@ -41,8 +41,8 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from ddtime.driver.classification import (distill_classifier, evaluate_synthetic, load_digits,  # noqa: E402
-                                          train_trajectories)
+from ddtime.driver.classification import (classifier_network, distill_classifier, evaluate_synthetic,  # noqa: E402
+                                          load_digits, train_trajectories)
 
 METHODS = {  # label -> distill_classifier() keyword arguments (None: no distillation)
     "random": None,
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, argv, experts_dir: Path) -> None:
                      "eval_seeds": args.seeds, "eval_epochs": args.eval_epochs,
                      "num_trajectories": args.trajectories, "expert_epochs": args.expert_epochs,
                      "data_seed": args.data_seed, "threads": args.threads, "n_train": int(data.train_x.shape[0]),
-                     "n_test": int(data.test_x.shape[0]), "embed_dim": store.network().embed_dim,
+                     "n_test": int(data.test_x.shape[0]), "embed_dim": classifier_network(store.settings).embed_dim,
                      "memory": "torch.profiler CPU profile_memory: peak live tensor bytes during a "
                                f"{args.profile_iterations}-iteration distillation"},
         "experts": experts,

@@ -28,7 +28,7 @@ _recomputed: set[pathlib.Path] = set()  # cells (re)computed by this process und
 def distill_settings(argv: list[str]) -> dict:
     """What ``ddtime distill argv`` runs, resolved without running it (JSON-able)."""
     from ddtime.driver.commands import build_parser
-    from ddtime.driver.commands.options import distill_config, evaluation_config, expert_settings, load_data, resolve
+    from ddtime.driver.commands.options import distill_config, evaluation_config, expert_request, load_data, resolve
     from ddtime.driver.fingerprint import data_identity
 
     args = build_parser().parse_args(argv)
@@ -38,7 +38,7 @@ def distill_settings(argv: list[str]) -> dict:
     config = {k: v for k, v in distill_config(args, method=args.method, condtsf=args.condtsf,
                                               ddtime=args.ddtime).to_dict().items() if k != "quiet"}
     return json.loads(json.dumps({"config": config, "data": data_identity(data),
-                                  "experts": dataclasses.asdict(expert_settings(args)),
+                                  "experts": dataclasses.asdict(expert_request(args)),
                                   "evaluation": dataclasses.asdict(evaluation_config(args, data.protocol))},
                                  default=str))
 

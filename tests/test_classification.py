@@ -9,14 +9,13 @@ from torch.nn import functional as F
 
 pytest.importorskip("sklearn")
 
-from ddtime.driver.classification import (ClassificationData, build_network, distill_classifier,  # noqa: E402
-                                          evaluate_synthetic, load_digits, matching_loss, train_trajectories)
+from ddtime.driver.classification import (ClassificationData, build_network, classifier_network,  # noqa: E402
+                                          distill_classifier, evaluate_synthetic, load_digits, train_trajectories)
 from ddtime.driver.classification import trajectories as trajectories_module  # noqa: E402
-from ddtime.driver.classification.classwise import (classwise_matching_loss, constraint_cross_entropy,  # noqa: E402
-                                                   tgdd_class_loss)
+from ddtime.driver.classification.classwise import constraint_cross_entropy  # noqa: E402
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance  # noqa: E402
 from ddtime.driver.experts import ExpertStore  # noqa: E402
-from ddtime.driver.models.params import flat_params, functional_forward  # noqa: E402
+from ddtime.driver.models.params import assign_flat_params, flat_params, functional_forward  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -119,15 +118,15 @@ def test_trajectories(trajectories, digits):
     assert all(not torch.equal(snaps[k, e], snaps[k, e + 1]) for k in range(2) for e in range(3))
     assert all(entry["test_acc"] > 0.8 for entry in trajectories.entries)
     s = trajectories.settings
-    assert trajectories.task == "classification" and trajectories.complete
+    assert trajectories.task == "classification" and trajectories.indices == [0, 1]
     assert (s["arch"], s["sample_shape"], s["num_classes"], s["expert_epochs"]) == ("convnet", [1, 8, 8], 10, 3)
     assert s["num_params"] == snaps.shape[2]
-    # the template and the rebuilt experts are the classifiers: the last snapshot has the stored accuracy
-    expert = trajectories.build_expert(1)
-    assert type(expert) is type(trajectories.network()) and torch.equal(flat_params(expert), snaps[1, -1])
+    # the network of the settings is the classifier: with the last snapshot it has the stored accuracy
+    template = classifier_network(s)
+    assert type(template) is type(net) and flat_params(template).numel() == snaps.shape[2]
+    expert = assign_flat_params(classifier_network(s), snaps[1, -1])
     x = digits.test_x[:7]
-    torch.testing.assert_close(expert(x), functional_forward(trajectories.network(), snaps[1, -1], x))
-    torch.testing.assert_close(flat_params(trajectories.build_expert(0, epoch=2)), snaps[0, 2])
+    torch.testing.assert_close(expert(x), functional_forward(template, snaps[1, -1], x))
     acc = (expert(digits.test_x).argmax(1) == digits.test_y).double().mean()
     assert float(acc) == pytest.approx(trajectories.entries[1]["test_acc"])
 
@@ -149,9 +148,9 @@ def test_trajectory_store_reopens_resumes_and_rejects(trajectories, digits, tmp_
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["experts"] = manifest["experts"][:1]
     (out / "manifest.json").write_text(json.dumps(manifest))
-    assert ExpertStore(out).num_experts == 1 and not ExpertStore(out).complete
+    assert ExpertStore(out).indices == [0] and ExpertStore(out).manifest["num_experts"] == 2
     resumed = train_trajectories(digits, out_dir=out, **TRAJ)
-    assert resumed.complete and torch.equal(resumed.trajectory(1), trajectories.trajectory(1))
+    assert resumed.indices == [0, 1] and torch.equal(resumed.trajectory(1), trajectories.trajectory(1))
     assert resumed.entries == trajectories.entries
     # other settings in the same directory are refused, naming what differs
     with pytest.raises(ValueError, match=r"manifest\.json: experts stored here were trained with other settings "
@@ -189,25 +188,18 @@ def test_mean_embedding_distance_plain():
         mean_embedding_distance(real, syn[:, :3])
 
 
-def test_classwise_matching_and_constraint_plain():
+def test_constraint_and_default_alpha_plain():
     g = torch.Generator().manual_seed(1)
-    real, real_y = torch.randn(30, 6, generator=g, dtype=torch.float64), torch.arange(3).repeat(10)
-    syn, syn_y = torch.randn(6, 6, generator=g, dtype=torch.float64), torch.tensor([0, 0, 1, 1, 2, 2])
-    plain = sum(float(((real[real_y == c].mean(0) - syn[syn_y == c].mean(0)) ** 2).sum()) for c in range(3))
-    assert math.isclose(float(classwise_matching_loss(real, real_y, syn, syn_y, 3)), plain, rel_tol=1e-12)
     logits = torch.randn(4, 5, generator=g, dtype=torch.float64)
     ce_plain = -sum(float(logits[i, 2]) - math.log(sum(math.exp(float(v)) for v in logits[i])) for i in range(4)) / 4
     assert math.isclose(float(constraint_cross_entropy(logits, 2)), ce_plain, rel_tol=1e-12)
-    total, match, ce = tgdd_class_loss(real[:10], syn[:2], logits, 2, alpha=2.5)
-    plain_total = float(mean_embedding_distance(real[:10], syn[:2])) + 2.5 * ce_plain
-    assert math.isclose(float(total), plain_total, rel_tol=1e-12)
     assert default_alpha(1) == default_alpha(10) == 2.5 and default_alpha(11) == default_alpha(50) == 0.5
 
 
 def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
     """The first TGDD update of class 0 equals plain SGD on ||mu_real - mu_syn||^2 + alpha * F / 2048 * CE."""
     ipc, lr = 3, 0.1
-    net = trajectories.network()
+    net = classifier_network(trajectories.settings)
     result = distill_classifier(digits, ipc=ipc, method="tgdd", experts=trajectories, iterations=1, lr_per_sample=lr,
                      batch_real=10_000, quiet=True)
     # replay the run's random draws: trajectory, stage, expert stage
@@ -234,6 +226,18 @@ def test_one_tgdd_update_matches_plain_equations(digits, trajectories):
 
 
 # --- distillation loop --------------------------------------------------------------------------
+@torch.no_grad()
+def matching_loss(x, y, data, net, flat) -> float:
+    """Sum over classes of the squared mean-embedding distance between all real training samples of the
+    class and the synthetic ``x [S, ...]`` of it (labels ``y [S]``) under ``net`` with parameters ``flat``."""
+    total = 0.0
+    for c, idx in enumerate(data.class_indices()):
+        if (y == c).any():
+            real, syn = (functional_forward(net, flat, v, method="embed") for v in (data.train_x[idx], x[y == c]))
+            total += float(mean_embedding_distance(real, syn))
+    return total
+
+
 @pytest.mark.parametrize("method", ["dm", "tgdd"])
 def test_few_iterations_reduce_matching_loss(method, digits, trajectories):
     init_x, init_y = digits.random_subset(5, seed=0)
@@ -241,7 +245,7 @@ def test_few_iterations_reduce_matching_loss(method, digits, trajectories):
     assert result.x.shape == (50, 1, 8, 8) and torch.equal(result.y, init_y)
     assert len(result.matching) == 15 and all(math.isfinite(v) for v in result.matching)
     assert len(result.constraint) == (15 if method == "tgdd" else 0)
-    net = trajectories.network()
+    net = classifier_network(trajectories.settings)
     if method == "tgdd":
         encoders = [trajectories.trajectory(i)[j] for i in range(2) for j in range(4)]
     else:

@@ -240,18 +240,18 @@ def test_condtsf_teachers_come_from_the_pool_of_the_teacher_store(condtsf_data, 
 
 
 def test_ftd_under_the_preset_matches_gsam_experts_and_takes_sgd_teachers(condtsf_data, tmp_path):
-    from ddtime.driver.pipeline import ExpertSettings, experts_for, teacher_experts_for
+    from ddtime.driver.pipeline import ExpertRequest, experts_for, teacher_experts_for
 
     config = DistillConfig(method="ftd", method_options={"ema_decay": 0.0, "expert_optimizer": "gsam"},
                            condtsf=CondTSFUpdate(teacher_every=5, teacher_optimizer="sgd"))
-    method, settings = config.build_method(), ExpertSettings(directory=tmp_path, num_experts=1, epochs=1)
-    experts = experts_for(condtsf_data, config, method, settings, quiet=True)
+    method, request = config.build_method(), ExpertRequest(directory=tmp_path, num_experts=1, epochs=1)
+    experts = experts_for(condtsf_data, config, method, request, quiet=True)
     assert (experts.settings["optimizer"], experts.settings["rho"], experts.settings["gsam_alpha"]) == \
         ("gsam", 2.0, 0.4)
-    teachers = teacher_experts_for(condtsf_data, config, method, settings, quiet=True)
+    teachers = teacher_experts_for(condtsf_data, config, method, request, quiet=True)
     assert teachers.settings["optimizer"] == "sgd" and teachers.out_dir != experts.out_dir
     mtt = DistillConfig(method="mtt", condtsf=config.condtsf)
-    assert teacher_experts_for(condtsf_data, mtt, mtt.build_method(), settings) is None  # its own SGD experts
+    assert teacher_experts_for(condtsf_data, mtt, mtt.build_method(), request) is None  # its own SGD experts
 
 
 # the preset ----------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_preset_sets_condtsf_defaults_and_explicit_options_win():
     assert data.stride == 4 and args.samples == 6 * len(data.channels)  # built-in data: 6 windows per channel
     config = distill_config(args, method="datm", condtsf=True, ddtime=False)
     assert config.method_options == {"soft_labels": False}  # CondTSF's DATM has no soft labels
-    assert config.condtsf.beta == 0.01 and config.ddtime is None
+    assert config.condtsf.beta == 0.01 and config.ddtime_terms is None
     # CondTSF's teacher: every 5th SGD expert (8 of 40), also for FTD, whose own experts are GSAM, without EMA
     assert (config.condtsf.teacher_every, config.condtsf.teacher_optimizer) == (5, "sgd")
     assert config.condtsf.teacher_pool(40) == [0, 5, 10, 15, 20, 25, 30, 35]

@@ -164,12 +164,12 @@ def test_features_s_ms_and_column_order(tmp_path):
     frame = hourly({"OT": rng.normal(size=500), "a": rng.normal(size=500), "b": rng.normal(size=500)}, 500)
     path = write_frame(tmp_path, frame)
     m = D.load_forecasting(path, seq_len=24, pred_len=12)
-    assert m.channels == ["a", "b", "OT"] and m.target_index == 2  # Dataset_Custom: target last
+    assert m.channels == ["a", "b", "OT"]  # Dataset_Custom: target last
     s = D.load_forecasting(path, features="S", seq_len=24, pred_len=12)
     assert s.channels == ["OT"] and s.train.shape == (1, 350) and s.scaler.mean.shape == (1,)
     torch.testing.assert_close(s.train[0], m.train[2])
     ms = D.load_forecasting(path, features="MS", target="a", seq_len=24, pred_len=12)
-    assert ms.channels == ["OT", "b", "a"] and ms.target_index == 2 and ms.windows("train").shape[1] == 3
+    assert ms.channels == ["OT", "b", "a"] and ms.windows("train").shape[1] == 3
     with pytest.raises(ValueError, match="target column 'zz' not found"):
         D.load_forecasting(path, features="S", target="zz")
     assert D.load_forecasting(path, target="zz", seq_len=24, pred_len=12).channels == ["OT", "a", "b"]
@@ -180,7 +180,7 @@ def test_ett_keeps_file_order_under_m():
     m = D.load_forecasting("ETTh1", target="HUFL", seq_len=96, pred_len=96)
     assert m.channels == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
     ms = D.load_forecasting("ETTh1", features="MS", target="HUFL", seq_len=96, pred_len=96)
-    assert ms.channels[-1] == "HUFL" and ms.target_index == 6
+    assert ms.channels[-1] == "HUFL" and len(ms.channels) == 7
 
 
 def test_user_file_named_like_a_registry_file_uses_its_split(tmp_path):

@@ -46,7 +46,7 @@ def _base_losses(result):
 
 
 # --- every method, every option -------------------------------------------------------------
-@pytest.mark.parametrize("method", ["mtt", "ftd", "datm", "dm"])
+@pytest.mark.parametrize("method", ["mtt", "ftd", "datm", "dm", "dc"])
 def test_base_loss_goes_down(method, data, experts, sam_experts):
     store = sam_experts if METHODS[method].expert_optimizer == "sam" else experts
     extra = {"method_options": {"max_start_epoch": 1, "initial_window": (0, 1)}} if method == "datm" else {}
@@ -80,7 +80,7 @@ def test_options_run(method, representation, condtsf, ddtime_on, data, experts, 
 
 
 def test_config_holds_the_update_and_the_terms_and_keeps_the_flat_record():
-    config = DistillConfig(method="datm", condtsf=CondTSFUpdate(beta=0.05), ddtime=DDTimeTerms(alpha=0.3))
+    config = DistillConfig(method="datm", condtsf=CondTSFUpdate(beta=0.05), ddtime_terms=DDTimeTerms(alpha=0.3))
     record = config.to_dict()
     assert (record["condtsf"], record["condtsf_beta"], record["condtsf_gap"], record["condtsf_series_write"]) == \
         (True, 0.05, 3, "sequential")
@@ -89,8 +89,8 @@ def test_config_holds_the_update_and_the_terms_and_keeps_the_flat_record():
     off = DistillConfig().to_dict()
     assert off["condtsf"] is False and off["ddtime"] is False and off["alpha"] == 0.8 and off["condtsf_beta"] == 0.01
     assert set(off) == set(record) and not DistillConfig().needs_teacher and config.needs_teacher
-    with pytest.raises(TypeError, match="ddtime"):
-        DistillConfig(ddtime=True)
+    with pytest.raises(TypeError, match="ddtime_terms: expected a DDTimeTerms"):
+        DistillConfig(ddtime_terms=True)
     with pytest.raises(TypeError, match="condtsf"):
         DistillConfig(condtsf=0.01)
     with pytest.raises(ValueError, match="representation"):
@@ -100,10 +100,10 @@ def test_config_holds_the_update_and_the_terms_and_keeps_the_flat_record():
 def test_build_method_checks_options_and_the_unrolled_student():
     assert {name for name, cls in METHODS.items() if cls.has_unrolled_student} == {"mtt", "ftd", "datm"}
     student = DDTimeTerms(student_side="student")
-    assert DistillConfig(method="ftd", ddtime=student).build_method().has_unrolled_student
+    assert DistillConfig(method="ftd", ddtime_terms=student).build_method().has_unrolled_student
     for method in ("dm", "tgdd"):
         with pytest.raises(ValueError, match="student_side.*unrolled student"):
-            DistillConfig(method=method, ddtime=student).build_method()
+            DistillConfig(method=method, ddtime_terms=student).build_method()
     with pytest.raises(ValueError, match="method_options.*bogus"):
         DistillConfig(method="mtt", method_options={"bogus": 1}).build_method()
 

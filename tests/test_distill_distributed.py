@@ -120,7 +120,7 @@ def test_batch_settings_are_checked(data, experts, monkeypatch):
     with pytest.raises(ValueError, match="trajectories_per_update: expected an int >= 1, got 0"):
         DistillConfig(trajectories_per_update=0)
     with pytest.raises(ValueError, match="trajectories_per_update: student_side='student'"):
-        DistillConfig(trajectories_per_update=2, ddtime=DDTimeTerms(student_side="student"))
+        DistillConfig(trajectories_per_update=2, ddtime_terms=DDTimeTerms(student_side="student"))
     with monkeypatch.context() as m:
         m.setattr("ddtime.driver.distill.distributed.dist_rank_world", lambda: (0, 2))
         with pytest.raises(ValueError, match="trajectories_per_update: 3 trajectories do not split evenly over 2"):

@@ -102,11 +102,12 @@ def test_condtsf_full_data_reference_is_the_experts_final_models(condtsf_data, t
     assert ref["test_mse"] == pytest.approx(sum(e["test_mse"] for e in store.entries) / 2)
     assert len(ref["runs"]) == 2
     # scored on the students' test windows: every 12th under the preset (CondTSF's distill.py)
+    from ddtime.driver.experts.train import forecasting_network
     from ddtime.driver.models import assign_flat_params
     from ddtime.driver.training import evaluate
 
     windows = condtsf_data.windows("test", stride=12)
-    want = [evaluate(assign_flat_params(store.network(), store.trajectory(i)[-1]), windows, seq_len=24)["mse"]
+    want = [evaluate(assign_flat_params(forecasting_network(store.settings), store.trajectory(i)[-1]), windows, seq_len=24)["mse"]
             for i in range(2)]
     strided = experts_reference(store, condtsf_data, test_stride=12)
     assert strided["test_mse"] == pytest.approx(sum(want) / 2) and strided["test_mse"] != ref["test_mse"]

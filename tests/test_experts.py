@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 import ddtime.driver.data
 from ddtime.driver.commands.experts import configure_parser, run
 from ddtime.driver.experts import ExpertStore, train_experts
-from ddtime.driver.models import build_model, flat_params, num_params
+from ddtime.driver.experts.train import forecasting_network
+from ddtime.driver.models import assign_flat_params, build_model, flat_params, num_params
 from ddtime.driver.training import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def reference(data, tmp_path_factory):
 
 def test_layout_and_contents(data, reference):
     store = ExpertStore(reference)
-    assert store.num_experts == 2 and store.complete and store.indices == [0, 1]
+    assert store.num_experts == store.manifest["num_experts"] == 2 and store.indices == [0, 1]
     manifest = json.loads((reference / "manifest.json").read_text())
     s = manifest["settings"]
     assert (s["model"], s["optimizer"], s["lr"], s["momentum"], s["batch_size"]) == ("dlinear", "sgd", 5e-4, 0.9, 64)
@@ -51,14 +52,10 @@ def test_layout_and_contents(data, reference):
         torch.testing.assert_close(trajectory[0], flat_params(init))
         assert all(not torch.equal(trajectory[k], trajectory[k + 1]) for k in range(2))
         # the stored test metrics are those of the final parameters
-        metrics = evaluate(store.build_expert(i), data.windows("test"), seq_len=24)
+        metrics = evaluate(assign_flat_params(forecasting_network(s), trajectory[-1]), data.windows("test"), seq_len=24)
         assert entry["test_mse"] == pytest.approx(metrics["mse"], rel=1e-5)
         assert entry["test_mae"] == pytest.approx(metrics["mae"], rel=1e-5)
     assert not torch.equal(store.trajectory(0), store.trajectory(1))
-    assert store.matches(model="DLinear", expert_epochs=2, num_experts=2)
-    assert not store.matches(expert_epochs=3) and not store.matches(num_experts=3)
-    with pytest.raises(ValueError, match="unknown expert setting"):
-        store.matches(epochs=2)
     with pytest.raises(IndexError, match=r"i must be in \[0, 2\), got 2"):
         store.trajectory(2)
 
@@ -90,11 +87,11 @@ def test_resume_after_interrupted_run(data, reference, tmp_path):
     with pytest.raises(Interrupt):
         train_experts(data, out_dir=tmp_path, on_expert_end=crash, **SETTINGS)
     partial = ExpertStore(tmp_path)
-    assert partial.num_experts == 1 and not partial.complete
+    assert partial.indices == [0] and partial.manifest["num_experts"] == 2
     assert not list(tmp_path.glob("*.tmp"))
     trained = []
     store = train_experts(data, out_dir=tmp_path, on_expert_end=lambda i, e: trained.append(i), **SETTINGS)
-    assert trained == [1] and store.complete
+    assert trained == [1] and store.indices == [0, 1]
     ref = ExpertStore(reference)
     for i in range(2):
         torch.testing.assert_close(store.trajectory(i), ref.trajectory(i))
@@ -165,7 +162,9 @@ def test_command_line_with_sam(tmp_path, capsys):
     assert run(args) == 0
     assert "1 experts (dlinear, synthetic, condtsf 24->24)" in capsys.readouterr().out
     store = ExpertStore(tmp_path)
-    assert store.matches(optimizer="sam", rho=0.05, seq_len=24, pred_len=24, channels=1, protocol="condtsf")
+    s = store.settings
+    assert (s["optimizer"], s["rho"], s["seq_len"], s["pred_len"], s["channels"], s["protocol"]) == \
+        ("sam", 0.05, 24, 24, 1, "condtsf")
     assert store.trajectory(0).shape[0] == 2
 
 
@@ -188,7 +187,7 @@ def test_torchrun_two_ranks(reference, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("2 experts (dlinear") == 1  # only rank 0 reports
     store, ref = ExpertStore(out), ExpertStore(reference)
-    assert store.complete and store.num_experts == 2
+    assert store.indices == [0, 1] and store.manifest["num_experts"] == 2
     assert store.manifest["settings"] == ref.manifest["settings"]
     for i in range(2):
         torch.testing.assert_close(store.trajectory(i), ref.trajectory(i), rtol=1e-5, atol=1e-6)
@@ -247,3 +246,44 @@ def probe_with(model, flat):
     from ddtime.driver.models import assign_flat_params
 
     return assign_flat_params(model, flat)
+
+
+def test_experts_package_builds_no_classifier():
+    """The expert store serves both tasks without importing the classification side: each task builds its
+    own network from the stored settings (forecasting_network here, classifier_network there)."""
+    import ast
+
+    for path in sorted((REPO / "ddtime" / "driver" / "experts").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("ddtime.driver.classification") for n in names), f"{path.name} imports {names}"
+
+
+def test_cache_reuses_only_the_settings_training_would_write(data, tmp_path):
+    """ensure_experts reuses a store only when every stored setting is the one train_experts would write:
+    experts trained with another momentum (a setting ensure_experts does not take) are not reused."""
+    from ddtime.driver.experts import ensure_experts
+
+    other = train_experts(data, num_experts=1, expert_epochs=1, momentum=0.5, out_dir=tmp_path, quiet=True)
+    store = ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True)
+    assert store.out_dir != other.out_dir and store.settings["momentum"] == 0.9
+    assert store.settings == {k: v for k, v in other.settings.items() if k != "momentum"} | {"momentum": 0.9}
+    assert ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True).out_dir == store.out_dir
+
+
+def test_cache_follows_a_new_setting(data, tmp_path, monkeypatch):
+    """A setting added to forecasting_settings takes part in the cache's decision without the cache listing it:
+    stored experts without it are not reused."""
+    from ddtime.driver.experts import cache, ensure_experts, train
+
+    old = ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True)
+    original = train.forecasting_settings
+
+    def with_new_setting(*args, **kwargs):
+        return {**original(*args, **kwargs), "new_setting": 1}
+
+    monkeypatch.setattr(train, "forecasting_settings", with_new_setting)
+    monkeypatch.setattr(cache, "forecasting_settings", with_new_setting, raising=False)
+    new = ensure_experts(data, directory=tmp_path, num_experts=1, expert_epochs=1, quiet=True)
+    assert new.out_dir != old.out_dir and new.settings["new_setting"] == 1

@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from ddtime.driver.commands.options import (add_common_options, evaluation_config, expert_settings, load_data,
+from ddtime.driver.commands.options import (add_common_options, evaluation_config, expert_request, load_data,
                                             resolve)
 from ddtime.driver.evaluation import student_recipe
 from ddtime.driver.experts.cache import ensure_experts
@@ -38,8 +38,8 @@ def test_standard_preset_one_flag(tmp_path):
     resolve(args)
     data = load_data(args)
     assert (data.protocol, data.seq_len, data.pred_len, args.samples) == ("standard", 96, 96, 10)
-    settings = expert_settings(args)
-    assert (settings.num_experts, settings.epochs, settings.lr) == (3, 20, 1e-2)
+    request = expert_request(args)
+    assert (request.num_experts, request.epochs, request.lr) == (3, 20, 1e-2)
     recipe = evaluation_config(args, data.protocol).recipe
     assert (recipe["optimizer"], recipe["lr"], recipe["momentum"]) == ("sgd", 1e-2, 0.9)
     assert args.method_defaults["mtt"] == {"student_lr": 1e-2, "learn_lr": True}

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.distill import CondTSFUpdate, DDTimeTerms, DistillConfig, build_method
 from ddtime.driver.fingerprint import check_fingerprint
-from ddtime.driver.pipeline import (EvaluationConfig, ExpertSettings, experts_for, run_distillation, run_identity,
+from ddtime.driver.pipeline import (EvaluationConfig, ExpertRequest, experts_for, run_distillation, run_identity,
                                     teacher_experts_for)
 
 __all__ = ["VARIANTS", "VARIANT_LABELS", "run_grid", "relative_gain", "accepted_options", "variant_config",
@@ -66,22 +66,24 @@ def accepted_options(method: str, options: dict[str, Any], all_methods: Sequence
 
 
 def variant_config(base: DistillConfig, variant: str, *, method: str, method_options: dict[str, Any],
-                   condtsf: CondTSFUpdate = CondTSFUpdate(), ddtime: DDTimeTerms = DDTimeTerms()) -> DistillConfig:
+                   condtsf: CondTSFUpdate = CondTSFUpdate(),
+                   ddtime_terms: DDTimeTerms = DDTimeTerms()) -> DistillConfig:
     """``base`` for one cell: ``method`` with its options, and the variant's CondTSF update / DDTime terms."""
     with_condtsf, with_ddtime = VARIANTS[variant]
     return dataclasses.replace(base, method=method, method_options=method_options,
-                               condtsf=condtsf if with_condtsf else None, ddtime=ddtime if with_ddtime else None)
+                               condtsf=condtsf if with_condtsf else None,
+                               ddtime_terms=ddtime_terms if with_ddtime else None)
 
 
 def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Sequence[str], out_dir,
-             experts: ExpertSettings, evaluation: EvaluationConfig = EvaluationConfig(),
+             experts: ExpertRequest, evaluation: EvaluationConfig = EvaluationConfig(),
              method_options: dict[str, Any] | None = None, method_defaults: dict[str, dict] | None = None,
-             condtsf: CondTSFUpdate = CondTSFUpdate(), ddtime: DDTimeTerms = DDTimeTerms(), resume: bool = False,
+             condtsf: CondTSFUpdate = CondTSFUpdate(), ddtime_terms: DDTimeTerms = DDTimeTerms(), resume: bool = False,
              data_arg: str = "", quiet: bool = True) -> list[dict[str, Any]]:
     """Run every (method, variant) cell of ``base``; returns the table rows.
 
     method_options: options for the methods, each going to the methods that accept it;
-    method_defaults: ``{method: options}`` below them (a preset's); condtsf / ddtime: the
+    method_defaults: ``{method: options}`` below them (a preset's); condtsf / ddtime_terms: the
     settings of the variants that switch them on.
     """
     out_dir = pathlib.Path(out_dir)
@@ -93,7 +95,7 @@ def run_grid(data, base: DistillConfig, *, methods: Sequence[str], variants: Seq
         options = accepted_options(method_name, dict(method_options or {}), methods)
         base_mse = best_mse = None
         for variant in variants:
-            config = variant_config(base, variant, method=method_name, condtsf=condtsf, ddtime=ddtime,
+            config = variant_config(base, variant, method=method_name, condtsf=condtsf, ddtime_terms=ddtime_terms,
                                     method_options={**(method_defaults or {}).get(method_name, {}), **options})
             method = config.build_method()
             cell = out_dir / f"{method_name}-{variant}"

@@ -25,13 +25,13 @@ from ddtime.driver.evaluation import evaluate_synthetic, make_validator, student
 from ddtime.driver.experts import ExpertStore, ensure_experts
 from ddtime.driver.fingerprint import run_fingerprint
 
-__all__ = ["ExpertSettings", "EvaluationConfig", "experts_for", "teacher_experts_for", "run_identity",
+__all__ = ["ExpertRequest", "EvaluationConfig", "experts_for", "teacher_experts_for", "run_identity",
            "run_distillation"]
 
 
 @dataclass(frozen=True)
-class ExpertSettings:
-    """Where a run's experts live and how many of how many epochs it needs (the architecture is the
+class ExpertRequest:
+    """The experts a run asks for: where they live and how many of how many epochs (the architecture is the
     run's model, the optimiser its method's ``expert_optimizer``, the experts' recipe of
     :func:`ddtime.driver.experts.train_experts` otherwise; ``lr``: the experts' learning rate, None = the
     optimiser's default).
@@ -63,19 +63,19 @@ class EvaluationConfig:
     full_epochs: int | None = None
 
 
-def experts_for(data, config: DistillConfig, method: DistillMethod, settings: ExpertSettings, *,
+def experts_for(data, config: DistillConfig, method: DistillMethod, request: ExpertRequest, *,
                 quiet: bool = False) -> ExpertStore | None:
     """The ExpertStore the run needs (trained where missing), or None when neither the method nor
     CondTSF's update / DDTime's terms use experts."""
     if not (method.requires_experts or config.needs_teacher):
         return None
-    return ensure_experts(data, directory=settings.directory, model=config.model, num_experts=settings.num_experts,
-                          expert_epochs=settings.epochs, optimizer=method.expert_optimizer, lr=settings.lr,
-                          seed=settings.seed,
+    return ensure_experts(data, directory=request.directory, model=config.model, num_experts=request.num_experts,
+                          expert_epochs=request.epochs, optimizer=method.expert_optimizer, lr=request.lr,
+                          seed=request.seed,
                           device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
 
 
-def teacher_experts_for(data, config: DistillConfig, method: DistillMethod, settings: ExpertSettings, *,
+def teacher_experts_for(data, config: DistillConfig, method: DistillMethod, request: ExpertRequest, *,
                         quiet: bool = False) -> ExpertStore | None:
     """The ExpertStore CondTSF's update draws its teachers from when it is not the method's own
     (``CondTSFUpdate.teacher_optimizer`` names another expert optimiser, e.g. CondTSF's FTD: SGD
@@ -83,8 +83,8 @@ def teacher_experts_for(data, config: DistillConfig, method: DistillMethod, sett
     wanted = config.condtsf.teacher_optimizer if config.condtsf is not None else None
     if wanted is None or (wanted == method.expert_optimizer and method.requires_experts):
         return None
-    return ensure_experts(data, directory=settings.directory, model=config.model, num_experts=settings.num_experts,
-                          expert_epochs=settings.epochs, optimizer=wanted, seed=settings.seed,
+    return ensure_experts(data, directory=request.directory, model=config.model, num_experts=request.num_experts,
+                          expert_epochs=request.epochs, optimizer=wanted, seed=request.seed,
                           device=config.device, quiet=quiet, model_kwargs=config.model_kwargs or None)
 
 
@@ -123,7 +123,7 @@ def run_distillation(data, config: DistillConfig, *, experts: ExpertStore | None
     save_synthetic(out_dir / "synthetic.safetensors", windows, {
         "data": data_arg, "dataset": data.name, "protocol": data.protocol, "scale": data.scale,
         "seq_len": data.seq_len, "pred_len": data.pred_len, "model": config.model, "method": config.method,
-        "condtsf": config.condtsf is not None, "ddtime": config.ddtime is not None, "seed": config.seed,
+        "condtsf": config.condtsf is not None, "ddtime": config.ddtime_terms is not None, "seed": config.seed,
         "best_iteration": result.best_iteration})
     t_eval = time.perf_counter()
     # the random real subset: the real stretch a series set starts from (CondTSF's iteration 0),

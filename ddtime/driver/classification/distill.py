@@ -45,11 +45,12 @@ from ddtime.driver.checks import check_choice, check_int, check_number
 from ddtime.driver.classification.data import ClassificationData
 from ddtime.driver.classification.classwise import constraint_cross_entropy
 from ddtime.driver.classification.networks import build_network
+from ddtime.driver.classification.trajectories import classifier_network
 from ddtime.driver.distill.matching import default_alpha, mean_embedding_distance
 from ddtime.driver.experts.store import ExpertStore
 from ddtime.driver.models.params import flat_params, functional_forward
 
-__all__ = ["ClassifierDistillResult", "distill_classifier", "matching_loss", "DEFAULT_LR_PER_SAMPLE"]
+__all__ = ["ClassifierDistillResult", "distill_classifier", "DEFAULT_LR_PER_SAMPLE"]
 
 #: chosen on a validation split carved from digits' training split (bench/results/tgdd_lr_validation.md)
 DEFAULT_LR_PER_SAMPLE = 1.0
@@ -125,7 +126,7 @@ def distill_classifier(data: ClassificationData, *, ipc: int, method: str = "tgd
         if shape != data.sample_shape or classes != data.num_classes:
             raise ValueError(f"experts: trained on samples {shape} with {classes} classes, data has "
                              f"{data.sample_shape} and {data.num_classes}")
-        template = experts.network()
+        template = classifier_network(experts.settings)
         snapshots = experts.trajectories()  # [N, M, P]
         num_experts, m = snapshots.shape[:2]
         alpha = default_alpha(ipc) if alpha is None else float(alpha)
@@ -181,18 +182,3 @@ def distill_classifier(data: ClassificationData, *, ipc: int, method: str = "tgd
                        "alpha": alpha, "constraint_weight": weight, "region": region if method == "tgdd" else None,
                        "seed": seed, "arch": experts.settings["arch"] if method == "tgdd" else arch}
     return result
-
-
-@torch.no_grad()
-def matching_loss(x: torch.Tensor, y: torch.Tensor, data: ClassificationData, net: torch.nn.Module,
-                  flat: torch.Tensor | None = None) -> float:
-    """Sum over classes of the squared mean-embedding distance between all real training samples
-    and the synthetic ``x [S, ...]`` (labels ``y [S]``) under ``net`` (or ``net`` with ``flat`` params)."""
-    flat = flat_params(net) if flat is None else flat
-    total = 0.0
-    for c, idx in enumerate(data.class_indices()):
-        s = x[y == c]
-        if s.shape[0]:
-            total += float(mean_embedding_distance(_embed(net, flat, data.train_x[idx]),
-                                                   _embed(net, flat, s)))
-    return total

@@ -3,9 +3,9 @@
 An expert directory holds ``manifest.json`` and ``expert_NNN.safetensors``, each expert's
 trajectory float32 ``[epochs + 1, P]`` (row 0 = the initial weights, row e = after epoch e; P
 in ``named_parameters()`` order), read back with :class:`~ddtime.driver.experts.store.ExpertStore`
-(``trajectory(i)``, ``trajectories()`` ``[N, M, P]``, ``network()``, ``build_expert(i, epoch=...)``). The
-settings (:func:`trajectory_settings`) carry ``"task": "classification"``; manifest entries hold
-each expert's final test accuracy (``test_acc``).
+(``trajectory(i)``, ``trajectories()`` ``[N, M, P]``); :func:`classifier_network` builds the network its
+settings (:func:`trajectory_settings`) describe. The settings carry ``"task": "classification"``;
+manifest entries hold each expert's final test accuracy (``test_acc``).
 
 TGDD's default is N = 5 trajectories. Expert ``i`` starts from weights seeded with ``seed + i``
 and sees its own data order; training follows
@@ -28,7 +28,7 @@ from ddtime.driver.experts.store import ExpertStore
 from ddtime.driver.experts.writer import ExpertWriter, exclusive
 from ddtime.driver.models.params import flat_params, param_spec
 
-__all__ = ["train_trajectories", "trajectory_settings", "classification_fingerprint"]
+__all__ = ["train_trajectories", "trajectory_settings", "classifier_network", "classification_fingerprint"]
 
 
 def classification_fingerprint(data: ClassificationData) -> str:
@@ -64,6 +64,14 @@ def trajectory_settings(data: ClassificationData, *, arch: str, net_kwargs: dict
         "param_spec": [[name, list(shape)] for name, shape in spec],
         "num_params": sum(math.prod(shape) for _, shape in spec),
     }
+
+
+def classifier_network(settings: dict) -> torch.nn.Module:
+    """A fresh network of the architecture that classifier trajectory settings (:func:`trajectory_settings`,
+    an ``ExpertStore``'s ``settings``) describe, weights seeded with 0 (no expert's: use it with flat
+    parameters, ``assign_flat_params`` or ``functional_forward``)."""
+    return build_network(settings["arch"], tuple(settings["sample_shape"]), settings["num_classes"], seed=0,
+                         **settings["net_kwargs"])
 
 
 def train_trajectories(data: ClassificationData, *, out_dir, arch: str = "auto", num_trajectories: int = 5,

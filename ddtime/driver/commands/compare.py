@@ -6,7 +6,7 @@ import argparse
 from typing import Sequence
 
 from ddtime.driver.commands.options import (add_common_options, condtsf_update, ddtime_terms, distill_config,
-                                            evaluation_config, expert_settings, load_data, resolve)
+                                            evaluation_config, expert_request, load_data, resolve)
 from ddtime.driver.distill import METHODS
 from ddtime.driver.grid import VARIANTS, accepted_options, run_grid, write_tables
 
@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--method-option: {exc}") from None
     data = load_data(args)
     base = distill_config(args, method=methods[0], condtsf=False, ddtime=False, options=first)
-    rows = run_grid(data, base, methods=methods, variants=variants, out_dir=args.out, experts=expert_settings(args),
+    rows = run_grid(data, base, methods=methods, variants=variants, out_dir=args.out, experts=expert_request(args),
                     evaluation=evaluation_config(args, data.protocol), method_options=options,
-                    method_defaults=args.method_defaults, condtsf=condtsf_update(args), ddtime=ddtime_terms(args),
+                    method_defaults=args.method_defaults, condtsf=condtsf_update(args), ddtime_terms=ddtime_terms(args),
                     resume=args.resume, data_arg=args.data or "", quiet=args.quiet)
     note = (f"Settings: {args.samples} synthetic windows, {args.iterations} iterations, {args.num_experts} experts x "
             f"{args.expert_epochs} epochs, {args.students} students, model {args.model}, seed {args.seed}.")

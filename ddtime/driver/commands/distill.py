@@ -10,7 +10,7 @@ import dataclasses
 import pathlib
 import time
 
-from ddtime.driver.commands.options import (add_common_options, distill_config, evaluation_config, expert_settings,
+from ddtime.driver.commands.options import (add_common_options, distill_config, evaluation_config, expert_request,
                                             load_data, resolve)
 from ddtime.driver.commands.types import positive_float, positive_int
 from ddtime.driver.distill import METHODS
@@ -60,9 +60,9 @@ def _run(args: argparse.Namespace, device: str) -> int:
     config = dataclasses.replace(config, device=device, trajectories_per_update=trajectories)
     out = pathlib.Path(args.out)
     t_experts = time.perf_counter()
-    method, settings = config.build_method(), expert_settings(args)
-    experts = experts_for(data, config, method, settings, quiet=args.quiet)
-    teachers = teacher_experts_for(data, config, method, settings, quiet=args.quiet)
+    method, request = config.build_method(), expert_request(args)
+    experts = experts_for(data, config, method, request, quiet=args.quiet)
+    teachers = teacher_experts_for(data, config, method, request, quiet=args.quiet)
     results = run_distillation(data, config, experts=experts, out_dir=out,
                                evaluation=evaluation_config(args, data.protocol), resume=args.resume,
                                data_arg=args.data or "", expert_seconds=time.perf_counter() - t_experts,

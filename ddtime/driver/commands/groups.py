@@ -31,7 +31,7 @@ from ddtime.driver.distill.synthetic import REPRESENTATIONS
 from ddtime.driver.distill.terms import LOSS_IMPLS, STUDENT_SIDES
 from ddtime.driver.experts import EXPERT_OPTIMIZERS
 from ddtime.driver.models import MODELS
-from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
+from ddtime.driver.pipeline import EvaluationConfig, ExpertRequest
 from ddtime.driver.presets import PRESETS
 from ddtime.driver.training import DEFAULT_GSAM_ALPHA, DEFAULT_LR, DEFAULT_RHO
 
@@ -67,9 +67,9 @@ def add_expert_options(parser: argparse.ArgumentParser, *, directory: bool) -> N
     group.add_argument("--model", type=str.lower, choices=sorted(MODELS), default=DistillConfig.model,
                        help="expert (and distillation) architecture")
     group.add_argument("--num-experts", type=positive_int, default=None,
-                       help=f"expert trajectories (default {ExpertSettings.num_experts})")
+                       help=f"expert trajectories (default {ExpertRequest.num_experts})")
     group.add_argument("--expert-epochs", type=positive_int, default=None,
-                       help=f"epochs per expert (default {ExpertSettings.epochs})")
+                       help=f"epochs per expert (default {ExpertRequest.epochs})")
     if directory:
         group.add_argument("--expert-lr", type=positive_float, default=None,
                            help="experts' learning rate when they are trained on demand (default: the optimiser's, "

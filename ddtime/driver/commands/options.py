@@ -23,16 +23,16 @@ from ddtime.driver.data import load_forecasting
 from ddtime.driver.data.protocols import DEFAULT_LENGTHS, TRAIN_STRIDES
 from ddtime.driver.distill import CondTSFUpdate, DDTimeTerms, DistillConfig
 from ddtime.driver.evaluation import student_recipe
-from ddtime.driver.pipeline import EvaluationConfig, ExpertSettings
+from ddtime.driver.pipeline import EvaluationConfig, ExpertRequest
 from ddtime.driver.presets import condtsf_samples, preset_defaults
 
 __all__ = ["FULL_DEFAULTS", "QUICK_PRESET", "QUICK_DEFAULTS", "add_common_options", "fill_defaults",
-           "resolve", "load_data", "distill_config", "condtsf_update", "ddtime_terms", "expert_settings",
+           "resolve", "load_data", "distill_config", "condtsf_update", "ddtime_terms", "expert_request",
            "evaluation_config"]
 
 # the library's own defaults, for the options that a preset or the quick run may change
 FULL_DEFAULTS = {"samples": DistillConfig.samples, "iterations": DistillConfig.iterations,
-                 "num_experts": ExpertSettings.num_experts, "expert_epochs": ExpertSettings.epochs,
+                 "num_experts": ExpertRequest.num_experts, "expert_epochs": ExpertRequest.epochs,
                  "students": EvaluationConfig.students, "select_every": DistillConfig.select_every,
                  "checkpoint_every": DistillConfig.checkpoint_every, "eval_epochs": None, "test_stride": None,
                  "condtsf_teacher_every": CondTSFUpdate.teacher_every,
@@ -131,7 +131,7 @@ def distill_config(args: argparse.Namespace, *, method: str, condtsf: bool, ddti
     config = DistillConfig(
         method=method, method_options=options, samples=args.samples, representation=args.representation,
         stride=args.series_stride, iterations=args.iterations, lr=args.syn_lr,
-        condtsf=condtsf_update(args) if condtsf else None, ddtime=ddtime_terms(args) if ddtime else None,
+        condtsf=condtsf_update(args) if condtsf else None, ddtime_terms=ddtime_terms(args) if ddtime else None,
         term_balance=args.term_balance, model=args.model, seed=args.seed, device=args.device,
         select_every=args.select_every, select_initial=args.select_initial, checkpoint_every=args.checkpoint_every,
         quiet=args.quiet)
@@ -143,12 +143,12 @@ def distill_config(args: argparse.Namespace, *, method: str, condtsf: bool, ddti
     return config
 
 
-def expert_settings(args: argparse.Namespace) -> ExpertSettings:
+def expert_request(args: argparse.Namespace) -> ExpertRequest:
     """The experts of a resolved command line: ``--experts`` (default OUT/experts), their number,
     epochs and seed (``--expert-seed``, default ``--seed``)."""
     directory = pathlib.Path(args.experts) if args.experts else pathlib.Path(args.out) / "experts"
     seed = args.seed if args.expert_seed is None else args.expert_seed
-    return ExpertSettings(directory=directory, num_experts=args.num_experts, epochs=args.expert_epochs, seed=seed,
+    return ExpertRequest(directory=directory, num_experts=args.num_experts, epochs=args.expert_epochs, seed=seed,
                           lr=args.expert_lr)
 
 

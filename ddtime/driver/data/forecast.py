@@ -7,7 +7,7 @@ Channels (``features``), as Time-Series-Library's loaders:
   their column order (OT is already last). Without a target column the file order is kept.
 - ``S``: the target alone (N = 1).
 - ``MS``: every variable, target moved last. Models see and forecast all N channels; TSLib
-  scores only the target, i.e. channel ``target_index`` (= N - 1) of the forecasts.
+  scores only the target, i.e. the last channel (N - 1) of the forecasts.
 
 Protocols (borders in :mod:`ddtime.driver.data.protocols`; docs/driver.md compares them):
 
@@ -79,11 +79,6 @@ class ForecastData:
         """Channels of a window, as the models see them: N, or 1 under condtsf (channel-independent
         windows; ``channels`` still lists all N)."""
         return 1 if self.protocol == "condtsf" else len(self.channels)
-
-    @property
-    def target_index(self) -> int | None:
-        """Index of the target in ``channels`` (N - 1 under S and MS); None if the file has no target."""
-        return self.channels.index(self.target) if self.target in self.channels else None
 
     def windows(self, split: str, *, stride: int | None = None) -> torch.Tensor:
         """Windows ``(B, N_w, seq_len + pred_len)`` of ``split`` ("train", "val", "test").

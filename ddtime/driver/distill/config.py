@@ -24,7 +24,7 @@ TERM_BALANCES = ("none", "grad-norm")
 class DistillConfig:
     """Settings of one distillation run (defaults: DDTime's paper and CondTSF's code, docs/driver.md).
 
-    ``condtsf``: CondTSF's value update, or None (off); ``ddtime``: DDTime's terms, or None (off).
+    ``condtsf``: CondTSF's value update, or None (off); ``ddtime_terms``: DDTime's terms, or None (off).
     ``term_balance``: how ``L_base`` and DDTime's terms combine (see ``DistillRun._update``).
     ``trajectories_per_update``: B trajectories (MTT's expert segments, DM's networks) averaged into
     each update's base gradient, shared out over the ``torchrun`` ranks
@@ -39,7 +39,7 @@ class DistillConfig:
     iterations: int = 300
     lr: float = 0.1
     condtsf: CondTSFUpdate | None = None
-    ddtime: DDTimeTerms | None = None
+    ddtime_terms: DDTimeTerms | None = None
     term_balance: str = "grad-norm"
     trajectories_per_update: int = 1
     model: str = "dlinear"
@@ -62,16 +62,17 @@ class DistillConfig:
         check_choice("term_balance", self.term_balance, TERM_BALANCES)
         if self.condtsf is not None and not isinstance(self.condtsf, CondTSFUpdate):
             raise TypeError(f"condtsf: expected a CondTSFUpdate or None, got {type(self.condtsf).__name__}")
-        if self.ddtime is not None and not isinstance(self.ddtime, DDTimeTerms):
-            raise TypeError(f"ddtime: expected a DDTimeTerms or None, got {type(self.ddtime).__name__}")
-        if self.trajectories_per_update > 1 and self.ddtime is not None and self.ddtime.student_side == "student":
+        terms = self.ddtime_terms
+        if terms is not None and not isinstance(terms, DDTimeTerms):
+            raise TypeError(f"ddtime_terms: expected a DDTimeTerms or None, got {type(terms).__name__}")
+        if self.trajectories_per_update > 1 and terms is not None and terms.student_side == "student":
             raise ValueError("trajectories_per_update: student_side='student' needs one unrolled student per update "
                              f"(got {self.trajectories_per_update} trajectories); use student_side='labels'")
 
     @property
     def needs_teacher(self) -> bool:
         """Whether the run draws teachers from the experts (CondTSF's update or DDTime's value term)."""
-        return self.condtsf is not None or self.ddtime is not None
+        return self.condtsf is not None or self.ddtime_terms is not None
 
     def build_method(self) -> DistillMethod:
         """The configured method; an option it does not take, or DDTime's ``student_side="student"``
@@ -80,26 +81,28 @@ class DistillConfig:
             method = build_method(self.method, **self.method_options)
         except TypeError as exc:
             raise ValueError(f"method_options: {exc}") from None
-        if self.ddtime is not None and self.ddtime.student_side == "student" and not method.has_unrolled_student:
+        terms = self.ddtime_terms
+        if terms is not None and terms.student_side == "student" and not method.has_unrolled_student:
             raise ValueError(f"student_side: 'student' needs a method with an unrolled student, not {self.method!r}; "
                              "use student_side='labels'")
         return method
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat settings record kept in ``results.json`` and checkpoints: ``condtsf`` / ``ddtime``
-        as booleans beside their settings (``condtsf_beta``, ..., ``alpha``, ...; the defaults when off);
+        """The flat settings record kept in ``results.json`` and checkpoints: ``condtsf`` and ``ddtime``
+        (for ``ddtime_terms``) as booleans beside their settings (``condtsf_beta``, ..., ``alpha``, ...;
+        the defaults when off);
         ``trajectories_per_update`` only above 1, so that one-trajectory records and checkpoints stay
         those of earlier versions."""
-        condtsf, ddtime = self.condtsf or CondTSFUpdate(), self.ddtime or DDTimeTerms()
+        condtsf, terms = self.condtsf or CondTSFUpdate(), self.ddtime_terms or DDTimeTerms()
         record: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "condtsf":
                 record["condtsf"] = value is not None
                 record.update({f"condtsf_{k}": v for k, v in dataclasses.asdict(condtsf).items()})
-            elif f.name == "ddtime":
+            elif f.name == "ddtime_terms":  # recorded as "ddtime", the key of earlier records
                 record["ddtime"] = value is not None
-                record.update(dataclasses.asdict(ddtime))
+                record.update(dataclasses.asdict(terms))
             elif f.name != "trajectories_per_update" or value > 1:
                 record[f.name] = copy.deepcopy(value)
         return record

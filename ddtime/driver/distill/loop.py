@@ -158,7 +158,7 @@ class DistillRun:
                                                 stride=config.stride, generator=self.generator, device=device)
         self.initial_windows = self.synthetic.windows().detach().cpu().clone()
         self.model = _template_model(config, data)
-        self.terms = config.ddtime
+        self.terms = config.ddtime_terms
         self.teacher: torch.Tensor | None = None
         self.teacher_forecast = TeacherForecaster(self.model) if self.terms is not None else None
         self.ctx = DistillContext(
@@ -195,7 +195,7 @@ class DistillRun:
         Issues no host synchronisation of its own: the new history records hold tensors until
         :meth:`flush_history`."""
         config, method = self.config, self.method
-        if config.ddtime is not None:
+        if config.ddtime_terms is not None:
             self.teacher = sample_teacher(self.experts, self.generator, self.device)
         for _ in range(method.updates_per_iteration):
             if config.condtsf is not None and config.condtsf.is_due(it):

@@ -22,6 +22,7 @@ import torch
 
 from ddtime.driver.atomic import atomic_write_bytes
 from ddtime.driver.evaluation.students import build_student, random_subset, run_stats, student_recipe, train_students
+from ddtime.driver.experts.train import forecasting_network
 from ddtime.driver.models import assign_flat_params
 from ddtime.driver.training import evaluate, train_model
 
@@ -44,7 +45,7 @@ def experts_reference(experts, data=None, *, test_stride: int = 1) -> dict[str, 
     else:
         if data is None:
             raise ValueError("data: scoring the experts at a test stride other than 1 needs the data")
-        windows, model = data.windows("test", stride=test_stride), experts.network()
+        windows, model = data.windows("test", stride=test_stride), forecasting_network(experts.settings)
         scores = []
         for i in range(experts.num_experts):
             out = evaluate(assign_flat_params(model, experts.trajectory(i)[-1]), windows, seq_len=data.seq_len)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pathlib
 
-from ddtime.driver.experts.layout import MANIFEST
+from ddtime.driver.experts.layout import MANIFEST, settings_hash
 from ddtime.driver.experts.store import ExpertStore
-from ddtime.driver.experts.train import data_fingerprint, train_experts
+from ddtime.driver.experts.train import forecasting_settings, train_experts
 from ddtime.driver.training import DEFAULT_LR
 
 __all__ = ["ensure_experts"]
@@ -16,19 +16,21 @@ def ensure_experts(data, *, directory, model: str = "dlinear", num_experts: int,
                    quiet: bool = False, model_kwargs: dict | None = None):
     """An ExpertStore with at least ``num_experts`` experts for these settings, training what is missing.
 
-    ``directory`` itself is used when its manifest has these settings; otherwise a subdirectory
-    named after the settings (so one ``--experts`` folder can hold several datasets/settings).
-    ``lr``: the experts' learning rate (None: the optimiser's default); part of the settings.
+    A stored run is reused only when its settings are exactly those :func:`train_experts` would
+    write for these arguments (:func:`~ddtime.driver.experts.train.forecasting_settings`, compared by
+    their hash as the writer does). ``directory`` itself is used when its manifest has these settings;
+    otherwise a subdirectory named after the settings (so one ``--experts`` folder can hold several
+    datasets/settings). ``lr``: the experts' learning rate (None: the optimiser's default).
     """
     directory = pathlib.Path(directory)
     lr = DEFAULT_LR.get(optimizer) if lr is None else float(lr)
-    wanted = {"protocol": data.protocol, "seq_len": data.seq_len, "pred_len": data.pred_len, "stride": data.stride,
-              "model": model,
-              "expert_epochs": expert_epochs, "optimizer": optimizer, "lr": lr, "seed": seed,
-              "data_fingerprint": data_fingerprint(data), "model_kwargs": dict(sorted((model_kwargs or {}).items()))}
+    recipe = {"model": model, "model_kwargs": model_kwargs, "expert_epochs": expert_epochs, "optimizer": optimizer,
+              "lr": lr, "seed": seed}
+    wanted = forecasting_settings(data, **recipe)
+    digest = settings_hash(wanted)
     target = directory
     if (directory / MANIFEST).exists():
-        if not ExpertStore(directory).matches(**wanted):
+        if ExpertStore(directory).manifest["settings_hash"] != digest:
             target = None
     elif directory.exists() and any(directory.iterdir()):
         target = None
@@ -39,7 +41,6 @@ def ensure_experts(data, *, directory, model: str = "dlinear", num_experts: int,
         target = directory / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     if (target / MANIFEST).exists():
         store = ExpertStore(target)
-        if store.matches(num_experts=num_experts, **wanted):
+        if store.manifest["settings_hash"] == digest and store.num_experts >= num_experts:
             return store
-    return train_experts(data, model=model, num_experts=num_experts, expert_epochs=expert_epochs, optimizer=optimizer,
-                         lr=lr, model_kwargs=model_kwargs, out_dir=target, device=device, seed=seed, quiet=quiet)
+    return train_experts(data, num_experts=num_experts, out_dir=target, device=device, quiet=quiet, **recipe)

@@ -9,7 +9,7 @@ Layout (written by :class:`ddtime.driver.experts.writer.ExpertWriter`)::
     ...
 
 The settings say which model family the experts are (:func:`task_of`): forecasting settings
-(:func:`ddtime.driver.experts.train.expert_settings`) have no ``"task"`` key, classifier settings have
+(:func:`ddtime.driver.experts.train.forecasting_settings`) have no ``"task"`` key, classifier settings have
 ``"task": "classification"``. Only the metrics of a manifest entry (:data:`ENTRY_METADATA`) depend on
 the task. A settings mismatch, a truncated or corrupt file or a wrong shape raises an error naming the file.
 """

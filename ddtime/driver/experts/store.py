@@ -1,7 +1,9 @@
 """Reading an expert directory: :class:`ExpertStore` (forecasting models or classifiers).
 
 The layout and its checks are :mod:`ddtime.driver.experts.layout`; writing is
-:mod:`ddtime.driver.experts.writer`.
+:mod:`ddtime.driver.experts.writer`. The store returns what is stored (settings, trajectories);
+each task builds its network from the settings: :func:`ddtime.driver.experts.train.forecasting_network`,
+:func:`ddtime.driver.classification.trajectories.classifier_network`.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import torch
 from safetensors import safe_open
 
 from ddtime.driver.experts.layout import MANIFEST, read_header, read_manifest, task_of
-from ddtime.driver.models import assign_flat_params, build_model
 
 __all__ = ["ExpertStore", "DEFAULT_MEMORY_LIMIT"]
 
@@ -50,11 +51,6 @@ class ExpertStore:
     @property
     def num_experts(self) -> int:
         return len(self.entries)
-
-    @property
-    def complete(self) -> bool:
-        """Whether all ``manifest["num_experts"]`` experts of the run are stored."""
-        return set(range(self.manifest["num_experts"])) <= set(self.indices)
 
     def trajectory(self, i: int) -> torch.Tensor:
         """[expert_epochs + 1, P] float32 (CPU), row 0 = initial parameters: a view of the kept
@@ -107,40 +103,6 @@ class ExpertStore:
     def teacher_test_mse(self) -> float:
         """Mean test MSE of the experts' teacher checkpoints."""
         return sum(e.get("teacher_test_mse", e["test_mse"]) for e in self.entries) / len(self.entries)
-
-    def network(self) -> torch.nn.Module:
-        """A fresh model of the experts' architecture (its weights are not an expert's; use it with
-        flat parameters). Forecasting: ``build_model(model, ...)``; classification:
-        ``build_network(arch, sample_shape, num_classes, seed=0, **net_kwargs)``."""
-        s = self.settings
-        if self.task == "classification":
-            # imported here: the classification package imports this module
-            from ddtime.driver.classification.networks import build_network
-
-            return build_network(s["arch"], tuple(s["sample_shape"]), s["num_classes"], seed=0, **s["net_kwargs"])
-        return build_model(s["model"], seq_len=s["seq_len"], pred_len=s["pred_len"], channels=s["channels"],
-                           **s["model_kwargs"])
-
-    def build_expert(self, i: int, *, epoch: int = -1, device="cpu") -> torch.nn.Module:
-        """The model of the i-th stored expert with its parameters after ``epoch`` (-1 = last)."""
-        return assign_flat_params(self.network(), self.trajectory(i)[epoch]).to(device)
-
-    def matches(self, **settings) -> bool:
-        """True when every given setting equals the manifest's (``num_experts``: at least that many stored)."""
-        known = set(self.settings) | {"num_experts"}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ValueError(f"unknown expert setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        for key, value in settings.items():
-            if key == "num_experts":
-                if self.num_experts < value:
-                    return False
-            elif key == "model" and isinstance(value, str):
-                if value.lower() != self.settings["model"]:
-                    return False
-            elif self.settings[key] != value:
-                return False
-        return True
 
     def __repr__(self) -> str:
         model = self.settings["arch" if self.task == "classification" else "model"]

@@ -5,9 +5,10 @@ expert's parameters after every epoch, the initial ones included (DLinear, 40 ex
 epochs, SGD lr 5e-4, momentum 0.9, batch 64; ddtime's FTD: SAM with rho 0.05; CondTSF's FTD,
 ``buffer.py``: adaptive GSAM with rho 2.0 and alpha 0.4 around that SGD), into the
 layout of :mod:`ddtime.driver.experts.layout` (written by :class:`ddtime.driver.experts.writer.ExpertWriter`);
-the forecasting experts' settings (:func:`expert_settings`) live here, beside their trainer. Expert ``i``
-uses seed ``seed + i`` for its initialisation and its shuffling order. The manifest is rewritten after each expert, so a
-killed run resumes at the next unfinished expert; the directory is locked against a second process.
+the forecasting experts' settings (:func:`forecasting_settings`) and network (:func:`forecasting_network`)
+live here, beside their trainer. Expert ``i`` uses seed ``seed + i`` for its initialisation and its
+shuffling order. The manifest is rewritten after each expert, so a killed run resumes at the next
+unfinished expert; the directory is locked against a second process.
 
 Parallel: under ``torchrun`` (``torch.distributed`` initialised), rank r trains the experts
 i with ``i % world_size == r``; rank 0 writes the manifest after a final barrier.
@@ -28,8 +29,8 @@ from ddtime.driver.experts.writer import ExpertDirectoryBusy, ExpertWriter, excl
 from ddtime.driver.models import MODELS, assign_flat_params, build_model, flat_params, param_spec
 from ddtime.driver.training import DEFAULT_GSAM_ALPHA, DEFAULT_LR, DEFAULT_RHO, evaluate, train_stacked
 
-__all__ = ["train_experts", "ExpertDirectoryBusy", "dist_rank_world", "EXPERT_OPTIMIZERS", "expert_settings",
-           "data_fingerprint"]
+__all__ = ["train_experts", "ExpertDirectoryBusy", "dist_rank_world", "EXPERT_OPTIMIZERS", "forecasting_settings",
+           "forecasting_network", "data_fingerprint"]
 
 #: the optimisers experts are trained with (SGD; SAM for ddtime's FTD; GSAM for CondTSF's FTD)
 EXPERT_OPTIMIZERS = ("sgd", "sam", "gsam")
@@ -44,22 +45,37 @@ def data_fingerprint(data) -> str:
     return h.hexdigest()[:16]
 
 
-def expert_settings(
+def forecasting_settings(
     data,
     *,
-    model: str,
-    model_kwargs: dict | None,
+    model: str = "dlinear",
+    model_kwargs: dict | None = None,
     expert_epochs: int,
-    optimizer: str,
-    lr: float,
-    momentum: float,
-    batch_size: int,
-    rho: float,
-    seed: int,
-    gsam_alpha: float | None = None,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+    momentum: float = 0.9,
+    batch_size: int = 64,
+    rho: float | None = None,
+    seed: int = 0,
+    gsam_alpha: float = DEFAULT_GSAM_ALPHA,
 ) -> dict:
-    """Everything that determines an expert's trajectory, as stored in the manifest (``gsam_alpha`` only
-    for GSAM experts, so that SGD / SAM stores keep their settings hash)."""
+    """Everything that determines a forecasting expert's trajectory, as stored in the manifest: the
+    settings :func:`train_experts` writes for these arguments (its defaults; ``lr`` / ``rho`` None: the
+    optimiser's), the data's shape and fingerprint, the parameter layout. ``gsam_alpha`` is kept only for
+    GSAM experts, so that SGD / SAM stores keep their settings hash. The expert cache
+    (:func:`ddtime.driver.experts.cache.ensure_experts`) reuses a store only when its settings are these.
+    A model, optimiser, ``rho`` or ``gsam_alpha`` out of range raises ``ValueError`` naming it."""
+    if not isinstance(model, str) or model.lower() not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    if optimizer not in EXPERT_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(EXPERT_OPTIMIZERS)} for experts, got {optimizer!r}")
+    lr = DEFAULT_LR[optimizer] if lr is None else lr
+    rho = DEFAULT_RHO.get(optimizer, DEFAULT_RHO["sam"]) if rho is None else rho
+    if optimizer in ("sam", "gsam") and not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and rho > 0):
+        raise ValueError(f"rho must be a float > 0, got {rho!r}")
+    if optimizer == "gsam" and (isinstance(gsam_alpha, bool) or not isinstance(gsam_alpha, (int, float))
+                                or not 0.0 <= gsam_alpha <= 1.0):
+        raise ValueError(f"gsam_alpha must be a float in [0, 1], got {gsam_alpha!r}")
     net = build_model(model, seq_len=data.seq_len, pred_len=data.pred_len, channels=data.window_channels,
                       **(model_kwargs or {}))
     spec = param_spec(net)
@@ -86,6 +102,14 @@ def expert_settings(
     if optimizer == "gsam":
         settings["gsam_alpha"] = float(gsam_alpha)
     return settings
+
+
+def forecasting_network(settings: dict) -> torch.nn.Module:
+    """A fresh model of the architecture that forecasting expert settings (:func:`forecasting_settings`, an
+    ``ExpertStore``'s ``settings``) describe; its weights are no expert's: give it one's with
+    ``assign_flat_params(net, store.trajectory(i)[epoch])`` or use it with ``functional_forward``."""
+    return build_model(settings["model"], seq_len=settings["seq_len"], pred_len=settings["pred_len"],
+                       channels=settings["channels"], **settings["model_kwargs"])
 
 
 def dist_rank_world() -> tuple[int, int]:
@@ -132,25 +156,15 @@ def train_experts(
     the same batches and steps as one ``train_model`` run each, about 10x faster for small models);
     a killed run loses at most the group in progress.
     """
-    if not isinstance(model, str) or model.lower() not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-    if optimizer not in EXPERT_OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(EXPERT_OPTIMIZERS)} for experts, got {optimizer!r}")
+    settings = forecasting_settings(data, model=model, model_kwargs=model_kwargs, expert_epochs=expert_epochs,
+                                    optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, rho=rho,
+                                    seed=seed, gsam_alpha=gsam_alpha)  # checks model, optimizer, rho, gsam_alpha
     check_int("num_experts", num_experts)
     check_int("expert_epochs", expert_epochs)
     check_int("batch_size", batch_size)
     check_int("seed", seed, minimum=0)
     check_int("group_size", group_size)
-    lr = DEFAULT_LR[optimizer] if lr is None else lr
-    rho = DEFAULT_RHO.get(optimizer, DEFAULT_RHO["sam"]) if rho is None else rho
-    if optimizer in ("sam", "gsam") and not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and rho > 0):
-        raise ValueError(f"rho must be a float > 0, got {rho!r}")
-    if optimizer == "gsam" and (isinstance(gsam_alpha, bool) or not isinstance(gsam_alpha, (int, float))
-                                or not 0.0 <= gsam_alpha <= 1.0):
-        raise ValueError(f"gsam_alpha must be a float in [0, 1], got {gsam_alpha!r}")
-    settings = expert_settings(data, model=model, model_kwargs=model_kwargs, expert_epochs=expert_epochs,
-                               optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, rho=rho,
-                               seed=seed, gsam_alpha=gsam_alpha if optimizer == "gsam" else None)
+    lr, rho = settings["lr"], settings["rho"]  # the optimiser's defaults where None (rho: None for SGD)
     rank, world = dist_rank_world()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

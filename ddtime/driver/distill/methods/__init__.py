@@ -1,8 +1,7 @@
 """Base distillation methods, one module each over :mod:`.base`.
 
 Importing this package imports every module in it, which registers its method in
-:data:`METHODS` (``mtt``, ``ftd``, ``datm``, ``dm``, and any other module dropped here, e.g.
-``tgdd``).
+:data:`METHODS` (``mtt``, ``ftd``, ``datm``, ``dm``, ``tgdd``, ``dc``, and any other module dropped here).
 """
 import importlib
 import pkgutil
