@@ -70,9 +70,11 @@ def _hash(obj) -> str:
 
 
 def header(part: str, argv: list[str], codes: list[str]) -> list[str]:
+    only = (" The cells were computed by the same command without --table-only (the seeds, sizes or sets widened "
+            "step by step); --table-only only reads them." if "--table-only" in argv else "")
     return [f"Command: `python bench/standard_extras.py {part} {' '.join(argv)}` (source {', '.join(codes)}; "
             f"torch {torch.__version__}, Python {platform.python_version()}, {machine()['cpu']}, one torch "
-            f"thread, a shared 2-core CPU with other experiments running: seconds are indicative).", ""]
+            f"thread, a shared 2-core CPU with other experiments running: seconds are indicative).{only}", ""]
 
 
 def _fmt(values: list[float]) -> str:
@@ -294,11 +296,14 @@ def per_iteration(r: dict) -> float:
 def size_table(path: pathlib.Path, cells: dict, argv: list[str], codes: list[str]) -> None:
     """cells: {(variant, S): [results.json per seed]}."""
     sizes = sorted({s for _, s in cells})
+    iterations = sorted({r["settings"]["iterations"] for rs in cells.values() for r in rs})
     lines = ["# Larger synthetic sets on the standard protocol (ETTh1, 96 -> 96, DLinear, MTT)", "",
              *header("size", argv, codes),
              "`ddtime distill --preset standard --data ETTh1 --method mtt [--ddtime] --samples S --num-experts "
-             f"{NUM_EXPERTS} --students {STUDENTS} --experts {EXPERTS} --expert-seed 0`: 300 iterations, the set "
-             "selected on validation every 50. Test MSE (scaled) of the selected set, judged by the preset's "
+             f"{NUM_EXPERTS} --students {STUDENTS} --experts {EXPERTS} --expert-seed 0`: "
+             f"{', '.join(map(str, iterations))} iterations, the set selected on validation every 50. The question: "
+             "DDTime's open one, whether its gain over the base holds as the set grows (its authors report that "
+             "the inter-sample term converges with difficulty beyond about 20 samples). Test MSE (scaled) of the selected set, judged by the preset's "
              f"{STUDENTS} SGD DLinear students; mean ± std over seeds. Random: S random real training windows "
              "(the set's own seed) judged by the same students. Gain: base minus +DDTime (positive: DDTime "
              "better), the seeds' mean. S = 10: the cells of `bench/reproduce_standard.py` (same settings, "
