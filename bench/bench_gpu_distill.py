@@ -38,8 +38,8 @@ for path in (REPO, REPO / "bench"):
 import torch  # noqa: E402
 
 import ddtime  # noqa: E402
-from bench_overhead import SETTINGS, VARIANTS, load_setting  # noqa: E402
-from ddtime.driver.distill import DistillConfig, DistillRun  # noqa: E402
+from bench_overhead import SETTINGS, load_setting, make_runs  # noqa: E402
+from ddtime.driver.distill import DistillRun  # noqa: E402
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
 
@@ -47,16 +47,6 @@ SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchr
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def make_runs(data, experts, options: dict, device: str, method: str) -> dict[str, DistillRun]:
-    runs = {}
-    for name, variant in VARIANTS.items():
-        config = DistillConfig(method=method, iterations=10**6, quiet=True, device=device, **options, **variant)
-        runs[name] = DistillRun(data, config, experts=experts)
-        for i in range(3):  # warm-up: allocations, lazy imports, the optimiser's state
-            runs[name].iteration(i)
-    return runs
 
 
 def bracketed(runs: dict[str, DistillRun], rounds: int, device: torch.device) -> dict[str, list[float]]:
@@ -166,7 +156,10 @@ def main(argv=None) -> int:
         parser.error("--device cuda: no CUDA device is visible")
     command = "python bench/bench_gpu_distill.py " + " ".join(sys.argv[1:] if argv is None else argv)
     data, experts, options = load_setting(args.experts, args.setting, quiet=False)
-    runs = make_runs(data, experts, options, args.device, args.method)
+    runs = make_runs(data, experts, options, args.method, device=args.device)
+    for run in runs.values():  # two more warm-up iterations: the device's allocator and kernels
+        run.iteration(1)
+        run.iteration(2)
     times = bracketed(runs, args.rounds, device)
     result = {"command": command, "setting": args.setting, "method": args.method, "rounds": args.rounds,
               "block": args.block, "environment": environment(device),

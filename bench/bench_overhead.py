@@ -77,11 +77,13 @@ def load_setting(expert_dir, setting: str = "condtsf", *, num_experts: int = NUM
     return data, experts, SETTINGS[setting]["config"]
 
 
-def make_runs(data, experts, options: dict, method: str = "mtt", variants=tuple(VARIANTS)) -> dict[str, DistillRun]:
+def make_runs(data, experts, options: dict, method: str = "mtt", variants=tuple(VARIANTS),
+              device: str = "cpu") -> dict[str, DistillRun]:
     """One warmed-up :class:`DistillRun` per variant."""
     runs = {}
     for name in variants:
-        config = DistillConfig(method=method, iterations=10**6, quiet=True, **options, **VARIANTS[name])
+        config = DistillConfig(method=method, iterations=10**6, quiet=True, device=device, **options,
+                               **VARIANTS[name])
         runs[name] = DistillRun(data, config, experts=experts)
         runs[name].iteration(0)  # warm-up (allocations, lazy imports, the experts read into memory)
     return runs

@@ -90,6 +90,15 @@ class Runner:
         return ["--method", method, *VARIANTS[variant], "--seed", str(seed), *self.common, "--students",
                 str(self.students)]
 
+    def finished(self, dataset: str, method: str, variant: str, seed: int, codes: list[str]) -> pathlib.Path | None:
+        """The folder of the cell finished at the first of the source hashes ``codes`` that has it
+        (its adam.json is written last), or None."""
+        for code in codes:
+            out = cell_dir(self.work, dataset, self.options(method, variant, seed), code)
+            if (out / "adam.json").exists():
+                return out
+        return None
+
     def cell(self, dataset: str, method: str, variant: str, seed: int) -> dict:
         """results.json of one cell with ``adam`` (the TSLib column) and ``out_dir`` added."""
         out = cell_dir(self.work, dataset, self.options(method, variant, seed), self.code)
@@ -138,7 +147,8 @@ def _column(r: dict, column: str, kind: str = "synthetic", metric: str = "test_m
     return r[{"random_subset": "random_subset_", "full_data": "full_data_"}[kind] + metric]
 
 
-def _fmt(values: list[float], single: str = " (1 seed)") -> str:
+def fmt_seeds(values: list[float], single: str = " (1 seed)") -> str:
+    """``mean ± std`` over seeds (the seed count when under 3), one value with ``single``, or ``-``."""
     if not values:
         return "-"
     if len(values) == 1:
@@ -169,7 +179,7 @@ def write_table(path: pathlib.Path, cells: dict, argv: list[str], settings: str)
             parts = []
             for d in datasets:
                 mse, mae = getter(d)
-                parts += [_fmt(mse, single), _fmt(mae, single)]
+                parts += [fmt_seeds(mse, single), fmt_seeds(mae, single)]
             lines.append(f"| {label} | " + " | ".join(parts) + " |")
 
         def first_seeds(d):
@@ -281,8 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):  # seed-major: every variant at seed 0 first
             for method in methods:
                 for variant in [v for v in args.variants.split(",") if v]:
-                    found = [c for c in codes if (cell_dir(runner.work, dataset, runner.options(method, variant, seed),
-                                                           c) / "adam.json").exists()]  # written last
+                    found = [c for c in codes if runner.finished(dataset, method, variant, seed, [c])]
                     if args.table_only and not found:
                         continue
                     runner.code = found[0] if found else codes[0]

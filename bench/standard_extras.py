@@ -44,6 +44,7 @@ for path in (REPO, BENCH):
 import torch  # noqa: E402
 
 import reproduce_standard  # noqa: E402
+from reproduce_standard import fmt_seeds  # noqa: E402
 from cell_cache import distill_settings  # noqa: E402
 from ddtime.driver.atomic import atomic_write_bytes  # noqa: E402
 from results_writer import machine, source_hash  # noqa: E402
@@ -77,29 +78,16 @@ def header(part: str, argv: list[str], codes: list[str]) -> list[str]:
             f"thread, a shared 2-core CPU with other experiments running: seconds are indicative).{only}", ""]
 
 
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3f} (1 seed)"
-    seeds = f" ({len(values)} seeds)" if len(values) < 3 else ""
-    return f"{statistics.fmean(values):.3f} ± {statistics.pstdev(values):.3f}{seeds}"
-
-
 class Sets:
     """The reproduce_standard ETTh1 cells (DLinear-distilled sets, S = 10) under ``work``."""
 
     def __init__(self, work: pathlib.Path, codes: list[str]):
-        self.work, self.codes = work, codes
+        self.codes = codes
         self.runner = reproduce_standard.Runner(work, 1, ["--num-experts", str(NUM_EXPERTS)], STUDENTS, NUM_EXPERTS)
 
     def find(self, method: str, variant: str, seed: int) -> pathlib.Path | None:
-        """The finished cell's folder (its adam.json is written last), or None."""
-        for code in self.codes:
-            out = reproduce_standard.cell_dir(self.work, DATASET, self.runner.options(method, variant, seed), code)
-            if (out / "adam.json").exists():
-                return out
-        return None
+        """The finished cell's folder, or None."""
+        return self.runner.finished(DATASET, method, variant, seed, self.codes)
 
 
 # cross -------------------------------------------------------------------------------------------
@@ -170,10 +158,10 @@ def cross_table(path: pathlib.Path, cells: dict, dlinear: dict, argv: list[str],
             for a in archs:
                 if a == "dlinear":
                     pairs = dlinear.get((label, recipe), [])
-                    parts += [_fmt([p[0] for p in pairs]), _fmt([p[1] for p in pairs])]
+                    parts += [fmt_seeds([p[0] for p in pairs]), fmt_seeds([p[1] for p in pairs])]
                 else:
                     rs = cells.get((label, a, None if label == "full" else recipe), [])
-                    parts += [_fmt([r["test_mse"] for r in rs]), _fmt([r["test_mae"] for r in rs])]
+                    parts += [fmt_seeds([r["test_mse"] for r in rs]), fmt_seeds([r["test_mae"] for r in rs])]
             name = {"random": "random (10 real windows)", "full": "full data (TSLib recipe)"}.get(label, label)
             lines.append(f"| {name} | " + " | ".join(parts) + " |")
         lines.append("| HDT (published) | " + " | ".join(f"{HDT_CROSS[a]:.3f} | -" if a in HDT_CROSS else "- | -"
@@ -315,8 +303,8 @@ def size_table(path: pathlib.Path, cells: dict, argv: list[str], codes: list[str
         full = [r["full_data_test_mse"] for r in base or dd]  # one DLinear model per seed
         n = min(len(base), len(dd))
         gain = (f"{statistics.fmean(b['test_mse'] - d['test_mse'] for b, d in zip(base, dd)):+.3f}" if n else "-")
-        lines.append(f"| {s} | {_fmt(rand)} | {_fmt([r['test_mse'] for r in base])} | "
-                     f"{_fmt([r['test_mse'] for r in dd])} | {gain} | {_fmt(full)} | {len(base)}, {len(dd)} |")
+        lines.append(f"| {s} | {fmt_seeds(rand)} | {fmt_seeds([r['test_mse'] for r in base])} | "
+                     f"{fmt_seeds([r['test_mse'] for r in dd])} | {gain} | {fmt_seeds(full)} | {len(base)}, {len(dd)} |")
     lines += ["", "## Time (seconds, one thread, shared machine; mean over the seeds run)", "",
               "| S | MTT s / iteration | +DDTime s / iteration | MTT selection | +DDTime selection | MTT evaluation | "
               "+DDTime evaluation |", "|---|---|---|---|---|---|---|"]
